@@ -1,0 +1,13 @@
+// Package hotswap is the swap engine: it owns the generations of the serving
+// process and the one state machine that moves between them.
+//
+// A swap flows one way: trigger → release → verify → start generation N+1 →
+// wait until ready → stop generation N (drain) → report. If N+1 exits or is
+// not ready in time, its process group is killed and N keeps serving.
+//
+// The engine starts every process through the entrypoint package's reaper
+// (never exec.Cmd.Wait) and gets listeners and readiness from reuseport.
+// Reporting (hotswap/kube, hotswap/admin) and release sources
+// (hotswap/source) plug in through the small Observer and Release types and
+// are never imported from here.
+package hotswap
