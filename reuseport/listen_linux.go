@@ -1,0 +1,97 @@
+package reuseport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// UnixSocketMode is the file mode [Listen] gives a unix socket it creates:
+// anyone who can reach the directory may connect, as with systemd's default
+// SocketMode=0666. Restrict access with the directory's permissions.
+const UnixSocketMode fs.FileMode = 0o666
+
+// Listen binds a stream listener with SO_REUSEADDR and SO_REUSEPORT (TCP), so
+// that several processes of the same user can bind the same port and the
+// kernel spreads connections among them. For a unix socket path, a stale
+// socket file left by a process that died is removed first (a live one is an
+// error, and so is a file that is not a socket); the socket gets
+// [UnixSocketMode]. network and address are as returned by [ParseAddr].
+func Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		lc.Control = controlReusePort
+	case "unix":
+		if !strings.HasPrefix(address, "@") {
+			if err := removeStaleSocket(address); err != nil {
+				return nil, fmt.Errorf("reuseport: listen unix %s: %w", address, err)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("reuseport: listen %s %s: unsupported network (want tcp, tcp4, tcp6 or unix)", network, address)
+	}
+	ln, err := lc.Listen(ctx, network, address)
+	if err != nil {
+		return nil, fmt.Errorf("reuseport: listen %s %s: %w", network, address, err)
+	}
+	if network == "unix" && !strings.HasPrefix(address, "@") {
+		if err := os.Chmod(address, UnixSocketMode); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("reuseport: listen unix %s: %w", address, err)
+		}
+	}
+	return ln, nil
+}
+
+// controlReusePort sets SO_REUSEADDR and SO_REUSEPORT before bind(2).
+func controlReusePort(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
+			serr = fmt.Errorf("setsockopt SO_REUSEADDR: %w", serr)
+			return
+		}
+		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
+			serr = fmt.Errorf("setsockopt SO_REUSEPORT: %w", serr)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// removeStaleSocket removes path if it is a unix socket nobody listens on.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("%s exists and is not a socket; refusing to replace it (remove it or choose another path)", path)
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("%s is in use by a running server", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("check whether %s is stale: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove stale socket: %w", err)
+	}
+	return nil
+}
