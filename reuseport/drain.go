@@ -1,0 +1,287 @@
+package reuseport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server is an http.Server serving one listener, able to [Server.Drain]
+// without dropping a request. Create it with [Serve].
+type Server struct {
+	srv *http.Server
+	ln  net.Listener
+
+	draining atomic.Bool
+	served   chan struct{} // closed when srv.Serve has returned
+	serveErr error         // srv.Serve's result, valid after served
+
+	mu      sync.Mutex
+	conns   map[net.Conn]*connInfo // open connections, net/http's view
+	noConns chan struct{}          // closed when draining and conns is empty
+
+	drainOnce sync.Once
+	drainErr  error
+}
+
+// connInfo is what Server tracks per connection. It is the seam for
+// handing idle connections to the next generation (hotswap issue #9).
+type connInfo struct {
+	conn  net.Conn
+	state http.ConnState
+	told  atomic.Bool // a response carried "Connection: close"
+}
+
+type connInfoKey struct{}
+
+// Serve starts serving srv on ln in a new goroutine and returns at once. It
+// takes over srv.Handler (nil means http.DefaultServeMux), srv.ConnState and
+// srv.ConnContext, wrapping what is set there, to track connections and to
+// answer "Connection: close" while draining. Stop it with [Server.Drain]
+// rather than srv.Shutdown.
+func Serve(srv *http.Server, ln net.Listener) *Server {
+	s := &Server{
+		srv:     srv,
+		ln:      ln,
+		served:  make(chan struct{}),
+		conns:   map[net.Conn]*connInfo{},
+		noConns: make(chan struct{}),
+	}
+	h := srv.Handler
+	if h == nil {
+		h = http.DefaultServeMux
+	}
+	srv.Handler = s.wrap(h)
+	userConnState := srv.ConnState
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		s.connState(c, st)
+		if userConnState != nil {
+			userConnState(c, st)
+		}
+	}
+	userConnContext := srv.ConnContext
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if userConnContext != nil {
+			ctx = userConnContext(ctx, c)
+		}
+		ci := &connInfo{conn: c, state: http.StateNew}
+		s.mu.Lock()
+		s.conns[c] = ci
+		s.mu.Unlock()
+		return context.WithValue(ctx, connInfoKey{}, ci)
+	}
+	go func() {
+		err := srv.Serve(ln)
+		if s.draining.Load() || errors.Is(err, http.ErrServerClosed) {
+			err = nil // we closed the listener
+		}
+		s.serveErr = err
+		close(s.served)
+	}()
+	return s
+}
+
+// Done is closed when the server stopped accepting: after [Server.Drain]
+// began, or when accepting failed ([Server.Err] says why).
+func (s *Server) Done() <-chan struct{} { return s.served }
+
+// Err is why the server stopped accepting, once [Server.Done] is closed: nil
+// when it was drained.
+func (s *Server) Err() error {
+	select {
+	case <-s.served:
+		if s.serveErr != nil {
+			return fmt.Errorf("reuseport: serve %s: %w", s.ln.Addr(), s.serveErr)
+		}
+		return nil
+	default:
+		return nil
+	}
+}
+
+// Drain stops the server without dropping a request, in three steps:
+//
+//  1. Stop accepting: close this process's listener descriptor. Under hotswap
+//     the socket and its accept queue live on in PID 1 and the new generation,
+//     which accepts what is queued; nothing is reset. (This never calls
+//     shutdown(2), which would act on the socket every generation shares.)
+//  2. For up to grace, answer every request — including those in flight —
+//     with "Connection: close", so that every keep-alive client learns at a
+//     request boundary to open its next connection to the new generation.
+//     net/http closes each such connection after the response. The step ends
+//     early once no connection is left.
+//  3. http.Server.Shutdown: close the connections that stayed idle through
+//     the whole grace (their clients sent nothing for that long) and wait for
+//     the rest. If ctx ends first, the remaining connections are closed and
+//     Drain returns ctx's error.
+//
+// Hijacked connections (e.g. WebSockets) are the handler's to close; use
+// srv.RegisterOnShutdown. Calling Drain again returns the first result.
+func (s *Server) Drain(ctx context.Context, grace time.Duration) error {
+	s.drainOnce.Do(func() { s.drainErr = s.drain(ctx, grace) })
+	return s.drainErr
+}
+
+func (s *Server) drain(ctx context.Context, grace time.Duration) error {
+	s.draining.Store(true)
+	s.ln.Close() // our descriptor only
+	// Once Serve has returned, every accepted connection is tracked:
+	// net/http reports StateNew before it accepts the next one. (Shutdown
+	// alone can return while a just-accepted connection is not yet tracked,
+	// and the process then exits under it.)
+	select {
+	case <-s.served:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	s.checkEmptyLocked()
+	s.mu.Unlock()
+	// A connection that became idle before draining started may
+	// already have been told nothing: it stays open during the grace.
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-s.noConns:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		s.srv.Close()
+		return fmt.Errorf("reuseport: drain %s: %w", s.ln.Addr(), err)
+	}
+	return nil
+}
+
+// connState tracks connections; it runs before the user's ConnState.
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ci := s.conns[c]
+	if ci == nil {
+		return
+	}
+	ci.state = st
+	switch st {
+	case http.StateClosed, http.StateHijacked:
+		delete(s.conns, c)
+		s.checkEmptyLocked()
+	case http.StateIdle:
+		if ci.told.Load() {
+			// net/http closes after a "Connection: close" response on its
+			// own; this covers a handler that removed the header again.
+			c.Close()
+		}
+	}
+}
+
+func (s *Server) checkEmptyLocked() {
+	if !s.draining.Load() || len(s.conns) > 0 {
+		return
+	}
+	select {
+	case <-s.served:
+	default:
+		return // Serve may still report a just-accepted connection
+	}
+	select {
+	case <-s.noConns:
+	default:
+		close(s.noConns)
+	}
+}
+
+// wrap is the handler wrapper: while draining, responses of HTTP/1.x
+// requests carry "Connection: close". HTTP/2 needs no header: Shutdown
+// sends GOAWAY.
+func (s *Server) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 1 {
+			h.ServeHTTP(w, r)
+			return
+		}
+		ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
+		if s.draining.Load() {
+			tell(w, ci)
+			h.ServeHTTP(w, r)
+			return
+		}
+		// Not draining yet: decide when the header is written, so that a
+		// request in flight when draining starts is told too.
+		cw := &closeWriter{ResponseWriter: w, s: s, ci: ci}
+		h.ServeHTTP(cw, r)
+		cw.check() // a handler that wrote nothing: net/http writes after us
+	})
+}
+
+func tell(w http.ResponseWriter, ci *connInfo) {
+	w.Header().Set("Connection", "close")
+	if ci != nil {
+		ci.told.Store(true)
+	}
+}
+
+// closeWriter sets "Connection: close" at WriteHeader time if draining began
+// while the handler ran. It keeps http.Flusher, http.Hijacker and
+// io.ReaderFrom working and unwraps for http.ResponseController.
+type closeWriter struct {
+	http.ResponseWriter
+	s     *Server
+	ci    *connInfo
+	wrote bool
+}
+
+func (w *closeWriter) check() {
+	if !w.wrote {
+		w.wrote = true
+		if w.s.draining.Load() {
+			tell(w.ResponseWriter, w.ci)
+		}
+	}
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (w *closeWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.check()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Write implements http.ResponseWriter.
+func (w *closeWriter) Write(p []byte) (int, error) {
+	w.check()
+	return w.ResponseWriter.Write(p)
+}
+
+// ReadFrom keeps net/http's sendfile path.
+func (w *closeWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.check()
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(w.ResponseWriter, r)
+}
+
+// Flush implements http.Flusher.
+func (w *closeWriter) Flush() {
+	w.check()
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Hijack implements http.Hijacker.
+func (w *closeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// Unwrap lets http.ResponseController reach the original writer.
+func (w *closeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
