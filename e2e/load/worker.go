@@ -63,9 +63,11 @@ type worker struct {
 	connected bool // a connection was opened before: the next dial is a reconnect
 	lastCause int  // why the last connection was closed
 
-	gen    genKey // generation answering this client, and its run of responses
-	genN   int64
-	genEnd int64
+	gen     genKey // generation answering this client, and its run of responses
+	genN    int64
+	genEnd  int64
+	prevGen genKey // the generation that answered before gen
+	genSeen bool   // gen is set
 
 	pending []record
 	head    int
@@ -293,9 +295,19 @@ func (w *worker) noteGeneration(end int64) {
 		return
 	}
 	w.flushGen()
-	w.gen = genKey{gen: string(resp.generation), ver: string(resp.version), pid: string(resp.pid)}
+	if w.genSeen && string(resp.generation) == w.prevGen.gen && string(resp.version) == w.prevGen.ver && string(resp.pid) == w.prevGen.pid {
+		// Flipping back to the previous generation (both serve during a
+		// swap): already reported as seen, no new strings.
+		w.gen, w.prevGen = w.prevGen, w.gen
+	} else {
+		if w.genSeen {
+			w.prevGen = w.gen
+		}
+		w.gen = genKey{gen: string(resp.generation), ver: string(resp.version), pid: string(resp.pid)}
+		w.r.versions.seen(w.gen, end)
+	}
+	w.genSeen = true
 	w.genN, w.genEnd = 1, end
-	w.r.versions.seen(w.gen, end)
 }
 
 func (w *worker) flushGen() {
