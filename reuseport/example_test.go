@@ -44,7 +44,6 @@ func ExampleServe() {
 	fmt.Println(string(body))
 	http.DefaultClient.CloseIdleConnections() // this example's client is done
 
-
 	// On SIGTERM: stop accepting, "Connection: close" for up to 2s (less once
 	// no connection is left), then shut down.
 	if err := srv.Drain(context.Background(), 2*time.Second); err != nil {
