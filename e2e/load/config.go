@@ -73,6 +73,11 @@ type Config struct {
 	// Think is a pause between two attempts of a keep-alive or
 	// new-connection client; default none (closed loop, back to back).
 	Think time.Duration `json:"think_ns,omitempty"`
+	// Rate, when positive, paces the keep-alive and new-connection clients
+	// to about this many attempts per second in total (an open schedule per
+	// client instead of back to back), so the load leaves CPU to the server
+	// on a small machine. A client that cannot keep up does not burst.
+	Rate float64 `json:"rate,omitempty"`
 	// FailurePause is how long a client waits after a failed attempt
 	// before its next one, so a server that is down is not spun on;
 	// default 10ms, negative for none.
@@ -129,6 +134,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.KeepAlive+c.NewConn+c.IdlePool == 0 {
 		return bad("no clients: set KeepAlive, NewConn, Clients or IdlePool")
+	}
+	if c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
+		return bad("Rate %v: want a positive number of attempts per second, or 0 for back to back", c.Rate)
 	}
 	if c.Duration < 0 || c.Timeout < 0 || c.IdleFor < 0 || c.Think < 0 || c.SwapWindow < 0 || c.MarkLag < 0 || c.Requests < 0 {
 		return bad("durations and Requests must not be negative")

@@ -497,3 +497,15 @@ func TestGenerationsInterleaved(t *testing.T) {
 		t.Fatalf("versions %+v", rep.Versions)
 	}
 }
+
+func TestRate(t *testing.T) {
+	s := newExampleServer(t, nil)
+	rep, err := Run(context.Background(), Config{Addr: s.addr(), Duration: time.Second, KeepAlive: 3, NewConn: 1, Rate: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkTotals(t, rep)
+	if rep.Attempts < 150 || rep.Attempts > 210 || rep.OK != s.served.Load() {
+		t.Fatalf("%d attempts in 1s at rate 200 (served %d)", rep.Attempts, s.served.Load())
+	}
+}

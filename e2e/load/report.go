@@ -19,19 +19,22 @@ var ErrFailures = errors.New("load: failed attempts")
 type Report struct {
 	// Config is the run's configuration with defaults applied.
 	Config Config `json:"config"`
-	// Start is when the run started; Elapsed is how long it ran.
+	// Start is when the run started; Elapsed is how long it ran, until
+	// the last attempt finished.
 	Start   time.Time     `json:"start"`
 	Elapsed time.Duration `json:"elapsed_ns"`
-	// Attempts = OK + Failures.Total() + Aborted.
+	// Attempts is every attempt made: OK + Failures.Total() + Aborted.
 	Attempts int64 `json:"attempts"`
-	OK       int64 `json:"ok"`
-	Aborted  int64 `json:"aborted"`
+	// OK is the number of complete 2xx responses.
+	OK int64 `json:"ok"`
+	// Aborted is the number of attempts cut short by cancelling the run.
+	Aborted int64 `json:"aborted"`
 	// Failures counts the failed attempts by kind.
 	Failures Failures `json:"failures"`
 	// Rate is attempts per second.
 	Rate float64 `json:"rate"`
 
-	// Per client class.
+	// KeepAlive, NewConn and IdlePool break the counts down by client class.
 	KeepAlive ClassReport `json:"keepalive"`
 	NewConn   ClassReport `json:"newconn"`
 	IdlePool  ClassReport `json:"idlepool"`
@@ -53,6 +56,8 @@ type Report struct {
 
 // Failures counts failed attempts by kind.
 type Failures struct {
+	// Refused, Reset, EOF, Timeout, Status (non-2xx) and Other count the
+	// attempts of each failed Kind.
 	Refused int64 `json:"refused"`
 	Reset   int64 `json:"reset"`
 	EOF     int64 `json:"eof"`
@@ -68,7 +73,9 @@ type Failures struct {
 
 // ClassReport is the part of a report for one class of client.
 type ClassReport struct {
-	Clients  int      `json:"clients"`
+	// Clients is the number of clients of the class.
+	Clients int `json:"clients"`
+	// Attempts, OK, Aborted and Failures are as in Report, for this class.
 	Attempts int64    `json:"attempts"`
 	OK       int64    `json:"ok"`
 	Aborted  int64    `json:"aborted"`
@@ -114,22 +121,28 @@ type Latency struct {
 // LatencyStats are latency quantiles of successful attempts (within 1.6%),
 // and the number of failed attempts in the same set.
 type LatencyStats struct {
-	Count  int64         `json:"count"`
-	Failed int64         `json:"failed"`
-	Mean   time.Duration `json:"mean_ns"`
-	P50    time.Duration `json:"p50_ns"`
-	P90    time.Duration `json:"p90_ns"`
-	P99    time.Duration `json:"p99_ns"`
-	P999   time.Duration `json:"p999_ns"`
-	Max    time.Duration `json:"max_ns"`
+	// Count is the number of successful attempts in the set.
+	Count int64 `json:"count"`
+	// Failed is the number of failed attempts in the set.
+	Failed int64 `json:"failed"`
+	// Mean, P50 ... P999 and Max are latencies of the successful attempts.
+	Mean time.Duration `json:"mean_ns"`
+	P50  time.Duration `json:"p50_ns"`
+	P90  time.Duration `json:"p90_ns"`
+	P99  time.Duration `json:"p99_ns"`
+	P999 time.Duration `json:"p999_ns"`
+	Max  time.Duration `json:"max_ns"`
 }
 
 // Attempt is one attempt, kept when Config.KeepAttempts is set.
 type Attempt struct {
-	Start   time.Time     `json:"start"`
+	// Start is when the attempt started (before its dial, if any).
+	Start time.Time `json:"start"`
+	// Latency is from Start to the end of the response or the error.
 	Latency time.Duration `json:"latency_ns"`
-	Class   Class         `json:"class"`
-	Kind    Kind          `json:"kind"`
+	// Class is the client that made it; Kind is its outcome.
+	Class Class `json:"class"`
+	Kind  Kind  `json:"kind"`
 	// Status is the status code of a non-2xx response.
 	Status int `json:"status,omitempty"`
 	// Reused is set when the attempt went on a reused connection.

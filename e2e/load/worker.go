@@ -110,13 +110,36 @@ func (w *worker) run() {
 		}
 		return
 	}
-	for w.r.next() {
+	// With a Rate, each client starts its attempts on its own schedule,
+	// one every interval from a random phase; a client that falls behind
+	// does not burst to catch up.
+	var interval time.Duration
+	var next time.Time
+	if n := cfg.KeepAlive + cfg.NewConn; cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(n) / cfg.Rate)
+		next = time.Now().Add(time.Duration(w.rng.Int64N(int64(interval) + 1)))
+	}
+	for {
+		if interval > 0 {
+			if !w.r.sleep(w.timer, time.Until(next)) {
+				return
+			}
+			next = next.Add(interval)
+		}
+		if !w.r.next() {
+			return
+		}
 		pause := cfg.Think
 		if !w.attempt() {
 			pause = max(pause, cfg.FailurePause)
 		}
 		if !w.r.sleep(w.timer, pause) {
 			return
+		}
+		if interval > 0 {
+			if now := time.Now(); next.Before(now) {
+				next = now
+			}
 		}
 	}
 }

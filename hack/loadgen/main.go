@@ -38,6 +38,7 @@ func main() {
 	flag.IntVar(&c.IdlePool, "idle-pool", 0, "`N` long-idle keep-alive connections")
 	flag.DurationVar(&c.IdleFor, "idle-for", load.DefaultIdleFor, "idle time of an idle-pool connection between requests")
 	flag.BoolVar(&c.IdleNoCheck, "idle-no-check", false, "reuse idle-pool connections without checking them first")
+	flag.Float64Var(&c.Rate, "rate", 0, "pace keep-alive and new-connection clients to about `R` attempts/s in total (0: back to back)")
 	flag.DurationVar(&c.Think, "think", 0, "pause between attempts of a client")
 	flag.DurationVar(&c.SwapWindow, "swap-window", load.DefaultSwapWindow, "half-width of the latency window around a swap mark")
 	flag.BoolVar(&asJSON, "json", false, "print the report as JSON")
