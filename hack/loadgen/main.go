@@ -54,13 +54,13 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	marks := make(chan os.Signal, 16)
+	signal.Notify(marks, syscall.SIGUSR1)
 	r, err := load.Start(ctx, c)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
 		os.Exit(2)
 	}
-	marks := make(chan os.Signal, 16)
-	signal.Notify(marks, syscall.SIGUSR1)
 	go func() {
 		for range marks {
 			r.MarkSwap(time.Now())
