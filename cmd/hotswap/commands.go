@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/hotswap-dev/hotswap/hotswap"
+	"github.com/hotswap-dev/hotswap/hotswap/exampleserver"
+)
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print hotswap's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "hotswap %s %s/%s %s\n", version, runtime.GOOS, runtime.GOARCH, runtime.Version())
+		},
+	}
+}
+
+func newSwapCommand() *cobra.Command {
+	var socket string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "swap",
+		Short: "Swap the serving process now and print the outcome (exit 0 swapped, 1 failed)",
+		Long: `Asks the running hotswap, through its control socket, to start a new
+generation, wait until it is ready and drain the old one. It waits for the
+outcome: exit 0 when the new generation serves, 1 when the swap failed or
+was rejected (the old generation keeps serving), 2 on usage errors.
+
+In a pod: kubectl exec POD -- /hotswap swap`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			resp, err := hotswap.Control(ctx, socket, hotswap.ControlRequest{Op: "swap", Timeout: timeout.String()})
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			if resp.Error != "" {
+				return &exitError{code: 1, err: fmt.Errorf("swap: %s", resp.Error)}
+			}
+			r := resp.Swap
+			out := cmd.OutOrStdout()
+			switch r.Result {
+			case hotswap.ResultSucceeded:
+				fmt.Fprintf(out, "swapped: generation %d (%s) -> %d (%s) in %s\n", r.FromGen, orDash(r.FromVersion), r.ToGen, orDash(r.ToVersion), r.Duration.Round(time.Millisecond))
+				return nil
+			default:
+				return &exitError{code: 1, err: fmt.Errorf("swap %s: %s; generation %d (%s) keeps serving", r.Result, r.Reason, r.FromGen, orDash(r.FromVersion))}
+			}
+		},
+	}
+	cmd.Flags().StringVar(&socket, "control-socket", os.Getenv("HOTSWAP_CONTROL_SOCKET"), "control socket path (default: search /run/hotswap and $TMPDIR/hotswap-UID)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up waiting after this long")
+	return cmd
+}
+
+func newStatusCommand() *cobra.Command {
+	var socket, output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show generations, PIDs, versions, phase and the last swap",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "json" {
+				return usageErr("-o %q: want text or json", output)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			resp, err := hotswap.Control(ctx, socket, hotswap.ControlRequest{Op: "status"})
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			if resp.Error != "" || resp.Status == nil {
+				return &exitError{code: 1, err: fmt.Errorf("status: %s", resp.Error)}
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(resp.Status)
+			}
+			printStatus(cmd.OutOrStdout(), resp.Status)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&socket, "control-socket", os.Getenv("HOTSWAP_CONTROL_SOCKET"), "control socket path")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
+
+func printStatus(w io.Writer, s *hotswap.Status) {
+	fmt.Fprintf(w, "phase: %s   serving: generation %d, version %s, pid %d   swaps: %d\n", s.Phase, s.Generation, orDash(s.Version), s.PID, s.Swaps)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GEN\tPID\tVERSION\tSTATE\tSTARTED\tSTATUS")
+	for _, g := range s.Generations {
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", g.Generation, g.PID, orDash(g.Version), g.State, g.Started.Format(time.RFC3339), g.Status)
+	}
+	tw.Flush()
+	for _, x := range []struct {
+		label string
+		r     *hotswap.SwapResult
+	}{{"last swap", s.LastSwap}, {"last rejected release", s.LastRejected}} {
+		if x.r == nil {
+			continue
+		}
+		fmt.Fprintf(w, "%s: #%d %s by %s at %s in %s", x.label, x.r.ID, x.r.Result, x.r.Trigger, x.r.Started.Format(time.RFC3339), x.r.Duration.Round(time.Millisecond))
+		if x.r.Reason != "" {
+			fmt.Fprintf(w, ": %s", x.r.Reason)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newServeCommand() *cobra.Command {
+	var o exampleserver.Options
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:    "serve",
+		Short:  "The built-in example HTTP server (answers with its PID, version and generation; ?sleep=DUR)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(os.Stderr, "text", logLevel)
+			if err != nil {
+				return err
+			}
+			if code := exampleserver.Run(o, log.With("component", "example-server")); code != 0 {
+				return &exitError{code: code, err: fmt.Errorf("")}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Addr, "addr", ":8080", "address to bind when no listener is inherited")
+	f.StringVar(&o.Version, "version", "", "version to report (default $HOTSWAP_VERSION)")
+	f.DurationVar(&o.Grace, "grace", time.Second, "drain: answer with Connection: close this long before shutting down")
+	f.DurationVar(&o.StartDelay, "start-delay", 0, "sleep before reporting ready")
+	f.IntVar(&o.ExitAtStart, "exit-at-start", 0, "fault: exit with this code at start")
+	f.BoolVar(&o.NeverReady, "never-ready", false, "fault: never report ready")
+	f.DurationVar(&o.ExitAfterReady, "exit-after-ready", 0, "fault: exit 1 this long after ready")
+	f.BoolVar(&o.IgnoreTerm, "ignore-term", false, "fault: ignore SIGTERM")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func newDemoCommand() *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the built-in example server behind hotswap on :8080 and swap it on SIGUSR2 or `hotswap swap`",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return &exitError{code: 1, err: fmt.Errorf("find own binary: %w", err)}
+			}
+			fs := pflag.NewFlagSet("demo", pflag.ContinueOnError)
+			addRunFlags(fs)
+			_ = fs.Set("listen", "http=tcp://"+addr)
+			opts, err := loadOptions(fs, []string{self, "serve"})
+			if err != nil {
+				return err
+			}
+			opts.cfg.Release.Version = "demo"
+			host := addr
+			if strings.HasPrefix(host, ":") {
+				host = "127.0.0.1" + host
+			}
+			fmt.Fprintf(os.Stderr, `
+hotswap demo: the example server is behind hotswap on %s.
+  In another terminal:
+    while :; do curl -s %s; sleep 0.2; done     # watch pid/generation change
+    %s swap                                      # swap now, prints the outcome
+    kill -USR2 %d                                   # the same, by signal
+    %s status                                    # generations and last swap
+  Ctrl-C stops it.
+
+`, addr, "http://"+host+"/", self, os.Getpid(), self)
+			return supervise(context.Background(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", ":8080", "address to serve on")
+	return cmd
+}
+
+// newFlagsDocCommand prints the configuration reference as a Markdown table,
+// generated from the flags so the README cannot drift from the binary.
+func newFlagsDocCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    "flags-doc",
+		Short:  "Print the configuration reference (Markdown) generated from the flags",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+			addRunFlags(fs)
+			w := cmd.OutOrStdout()
+			fmt.Fprintln(w, "| flag | environment | config key | default | meaning |")
+			fmt.Fprintln(w, "| --- | --- | --- | --- | --- |")
+			fs.VisitAll(func(f *pflag.Flag) {
+				env := "HOTSWAP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+				def := f.DefValue
+				if def == "" || def == "[]" || def == "0s" {
+					def = "—"
+				}
+				fmt.Fprintf(w, "| `--%s` | `%s` | `%s` | %s | %s |\n", f.Name, env, f.Name, strings.Trim(def, "[]"), strings.ReplaceAll(f.Usage, "|", "\\|"))
+			})
+		},
+	}
+}

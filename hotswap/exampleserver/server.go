@@ -1,0 +1,119 @@
+package exampleserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/hotswap-dev/hotswap/reuseport"
+)
+
+// Options configure the example server.
+type Options struct {
+	// Addr is bound with SO_REUSEPORT when no listener named "http" is
+	// inherited (":8080").
+	Addr string
+	// Version is reported in X-Hotswap-Version; default $HOTSWAP_VERSION.
+	Version string
+	// Grace is how long draining answers with "Connection: close".
+	Grace time.Duration
+	// StartDelay sleeps before reporting ready (a slow start).
+	StartDelay time.Duration
+
+	// Faults, for tests of broken releases.
+	ExitAtStart    int           // exit with this code before listening (0: off)
+	NeverReady     bool          // serve but never send READY=1
+	ExitAfterReady time.Duration // exit 1 this long after ready (0: off)
+	IgnoreTerm     bool          // ignore SIGTERM (the drain deadline must kill it)
+}
+
+// Run serves until SIGTERM/SIGINT and a clean drain. It returns the
+// process's exit code.
+func Run(o Options, log *slog.Logger) int {
+	if o.ExitAtStart != 0 {
+		log.Error("exiting at start, as asked (--exit-at-start)", "code", o.ExitAtStart)
+		return o.ExitAtStart
+	}
+	if o.Version == "" {
+		o.Version = os.Getenv("HOTSWAP_VERSION")
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	gen := os.Getenv("HOTSWAP_GENERATION")
+	pid := strconv.Itoa(os.Getpid())
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if s := r.URL.Query().Get("sleep"); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil || d < 0 || d > time.Minute {
+				http.Error(w, "sleep: want a duration up to 1m, e.g. 50ms", http.StatusBadRequest)
+				return
+			}
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		h := w.Header()
+		h.Set("X-Hotswap-Version", o.Version)
+		h.Set("X-Hotswap-Generation", gen)
+		h.Set("X-Hotswap-Pid", pid)
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "hello from hotswap example server: version=%s generation=%s pid=%s\n", o.Version, gen, pid)
+	})
+
+	ln, err := reuseport.Listener("http", o.Addr)
+	if err != nil {
+		log.Error("listen", "err", err)
+		return 1
+	}
+	stop := make(chan os.Signal, 1)
+	if o.IgnoreTerm {
+		signal.Ignore(syscall.SIGTERM)
+		signal.Notify(stop, syscall.SIGINT)
+	} else {
+		signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	}
+	srv := reuseport.Serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second}, ln)
+	time.Sleep(o.StartDelay)
+	if !o.NeverReady {
+		if err := reuseport.Ready(); err != nil {
+			log.Warn("sd_notify", "err", err)
+		}
+	}
+	log.Debug("serving", "addr", ln.Addr().String(), "version", o.Version, "generation", gen, "pid", pid)
+	var crash <-chan time.Time
+	if o.ExitAfterReady > 0 {
+		crash = time.After(o.ExitAfterReady)
+	}
+	select {
+	case <-crash:
+		log.Error("exiting after ready, as asked (--exit-after-ready)")
+		return 1
+	case <-srv.Done():
+		if err := srv.Err(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("serve", "err", err)
+			return 1
+		}
+		return 0
+	case <-stop:
+	}
+	_ = reuseport.Stopping()
+	ctx, cancel := context.WithTimeout(context.Background(), o.Grace+30*time.Second)
+	defer cancel()
+	if err := srv.Drain(ctx, o.Grace); err != nil {
+		log.Error("drain", "err", err)
+		return 1
+	}
+	return 0
+}
