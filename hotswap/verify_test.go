@@ -13,8 +13,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hotswap-dev/hotswap/entrypoint"
 )
 
 // copyBin copies src into dir/name with mode and returns its path and sha256.
@@ -195,11 +193,7 @@ func TestNewVerifierRoot(t *testing.T) {
 
 // TestVerifyPreflight runs real preflight commands through a real reaper.
 func TestVerifyPreflight(t *testing.T) {
-	reaper, err := entrypoint.NewReaper(nil)
-	if err != nil {
-		t.Fatalf("reaper (one per test process): %v", err)
-	}
-	t.Cleanup(reaper.Close)
+	reaper := reaper(t) // the package's one reaper (engine_test.go)
 	dir := t.TempDir()
 	find := func(name string) string {
 		p, err := exec.LookPath(name)
