@@ -1,0 +1,14 @@
+// Package admin serves hotswap's admin HTTP endpoint (--admin-addr):
+// /metrics for Prometheus, /healthz (the process is alive) and /readyz
+// (a generation serves).
+//
+// It owns the Prometheus metrics and their names. It is a hotswap.Observer:
+// it learns generations, swaps and drains from the engine's events, and
+// reads counters that other packages own (orphans reaped, live children,
+// child restarts, report errors) through small getter functions, so it
+// imports neither entrypoint nor hotswap/kube.
+//
+// It must never: block Observe, register on Prometheus' global registry
+// (each Server has its own), or change anything about serving — it only
+// reports.
+package admin
