@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/hotswap-dev/hotswap/reuseport/internal/execshim"
 	"golang.org/x/sys/unix"
 )
 
@@ -219,11 +220,11 @@ func TestShimExitCodes(t *testing.T) {
 }
 
 func TestShimEnv(t *testing.T) {
-	got := shimEnv([]string{"A=1", "LISTEN_PID=9", "LISTEN_FDS=2"}, 42)
+	got := execshim.Env([]string{"A=1", "LISTEN_PID=9", "LISTEN_FDS=2"}, 42)
 	if strings.Join(got, " ") != "A=1 LISTEN_FDS=2 LISTEN_PID=42" {
 		t.Errorf("with fds: %q", got)
 	}
-	got = shimEnv([]string{"A=1", "LISTEN_PID=9"}, 42)
+	got = execshim.Env([]string{"A=1", "LISTEN_PID=9"}, 42)
 	if strings.Join(got, " ") != "A=1" {
 		t.Errorf("without fds: %q", got)
 	}
