@@ -4,7 +4,7 @@ import "github.com/hotswap-dev/hotswap/reuseport/internal/execshim"
 
 // ShimArg0 is the argv[0] that makes the hotswap binary act as the exec shim
 // (see [ShimCommand] and [RunShimIfRequested]).
-const ShimArg0 = execshim.Arg0
+const ShimArg0 = "hotswap-exec-shim"
 
 // ShimCommand returns the path and argv that start target with args through
 // the exec shim: the supervisor starts path with argv (os.StartProcess, with

@@ -1,7 +1,3 @@
-// Package execshim is the exec shim behind reuseport.RunShimIfRequested,
-// kept free of heavy imports (no net/http) so that reuseport/shim can run it
-// from a package initializer before the rest of the binary initializes.
-// It owns only that: it never imports Kubernetes code.
 package execshim
 
 import (
