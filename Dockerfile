@@ -41,16 +41,16 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}"
 #  /run/hotswap           control and notify sockets (owned by 65532)
 #  /tmp                   1777, for servers that need a scratch dir
 RUN set -eu; \
-    mkdir -p /rootfs/bin /rootfs/etc /owned/run/hotswap /owned/tmp; \
+    mkdir -p /rootfs/bin /rootfs/etc /rootfs/run /rootfs/tmp /owned/run/hotswap; \
     ln -s /hotswap /rootfs/bin/kill; \
     printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n' > /rootfs/etc/passwd; \
     printf 'root:x:0:\nnonroot:x:65532:\n' > /rootfs/etc/group; \
-    chmod 0755 /rootfs/hotswap; chmod 0700 /owned/run/hotswap; chmod 1777 /owned/tmp
+    chmod 0755 /rootfs/hotswap /rootfs/run; chmod 1777 /rootfs/tmp
 
 # --- final stage: keep identical to hack/Containerfile.prebuilt ---
 FROM scratch
 COPY --from=build /rootfs/ /
-COPY --from=build --chown=65532:65532 /owned/ /
+COPY --from=build --chown=65532:65532 /owned/run/hotswap/ /run/hotswap/
 USER 65532:65532
 ENV PATH=/bin:/
 EXPOSE 8080

@@ -32,14 +32,14 @@ fi
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 
 ctx=$(mktemp -d); trap 'rm -rf "$ctx"' EXIT
-mkdir -p "$ctx/rootfs/bin" "$ctx/rootfs/etc" "$ctx/owned/run/hotswap" "$ctx/owned/tmp"
+mkdir -p "$ctx/rootfs/bin" "$ctx/rootfs/etc" "$ctx/rootfs/run" "$ctx/rootfs/tmp" "$ctx/owned/run/hotswap"
 echo "image.sh: building hotswap $VERSION (static, stripped)" >&2
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$VERSION" -o "$ctx/rootfs/hotswap" ./cmd/hotswap
 # The same layout as the Dockerfile's build stage.
 ln -s /hotswap "$ctx/rootfs/bin/kill"
 printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n' > "$ctx/rootfs/etc/passwd"
 printf 'root:x:0:\nnonroot:x:65532:\n' > "$ctx/rootfs/etc/group"
-chmod 0755 "$ctx/rootfs/hotswap"; chmod 0700 "$ctx/owned/run/hotswap"; chmod 1777 "$ctx/owned/tmp"
+chmod 0755 "$ctx/rootfs/hotswap" "$ctx/rootfs/run"; chmod 1777 "$ctx/rootfs/tmp"
 
 echo "image.sh: $BUILDER build -t $TAG" >&2
 "$BUILDER" build -q -f hack/Containerfile.prebuilt -t "$TAG" "$ctx" >&2
