@@ -12,6 +12,9 @@ import (
 	"path/filepath"
 
 	"github.com/hotswap-dev/hotswap/reuseport"
+	// Runs the LISTEN_PID exec shim from a package initializer, before the
+	// heavier packages initialize, so a generation starts sooner.
+	_ "github.com/hotswap-dev/hotswap/reuseport/shim"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
