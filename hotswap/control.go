@@ -188,10 +188,13 @@ func Control(ctx context.Context, path string, req ControlRequest) (ControlRespo
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
 	b, _ := json.Marshal(req)
-	if _, err := c.Write(append(b, '\n')); err != nil {
-		return ControlResponse{}, fmt.Errorf("control socket: send: %w", err)
-	}
+	_, werr := c.Write(append(b, '\n'))
+	// Read even when the write failed: a server that refuses us answers
+	// before reading the request and closes, and its answer says why.
 	line, err := bufio.NewReader(c).ReadBytes('\n')
+	if err != nil && werr != nil {
+		return ControlResponse{}, fmt.Errorf("control socket: send: %w", werr)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return ControlResponse{}, fmt.Errorf("control socket: no answer: %w", ctx.Err())

@@ -404,6 +404,7 @@ func (e *Engine) handle(ev any) {
 		e.onExit(ev.g)
 	case startTimeoutEvent:
 		if e.swap == ev.run && ev.run.gen != nil && ev.run.gen.state == GenStarting {
+			e.stopUnready(ev.run.gen)
 			e.failSwap(ev.run, fmt.Sprintf("not ready within --start-timeout %s", e.cfg.StartTimeout))
 		}
 	case drainDeadlineEvent:
@@ -492,10 +493,25 @@ func (e *Engine) drain(g *generation) {
 	e.log.Info("draining", "generation", g.id, "pid", g.proc.PID, "version", g.release.Version, "signal", entrypoint.SignalName(e.cfg.StopSignal))
 }
 
+// stopUnready stops a generation that did not become ready in time the way
+// a draining one is stopped: the stop signal, then SIGKILL of its group
+// after --drain-timeout. It is not ready, but it may already accept on the
+// shared socket (servers accept before they report READY=1): a SIGKILL
+// would reset every connection it took meanwhile.
+func (e *Engine) stopUnready(g *generation) {
+	g.drainStart = time.Now()
+	if err := g.proc.Signal(e.cfg.StopSignal); err != nil && !errors.Is(err, entrypoint.ErrDone) {
+		e.log.Warn("stop signal", "generation", g.id, "err", err)
+	}
+	time.AfterFunc(e.cfg.DrainTimeout, func() { e.post(drainDeadlineEvent{g: g}) })
+	e.log.Info("stopping a generation that was not ready in time", "generation", g.id, "pid", g.proc.PID, "signal", entrypoint.SignalName(e.cfg.StopSignal), "kill_after", e.cfg.DrainTimeout)
+}
+
+// failSwap ends a swap whose new generation failed; a generation still
+// alive must have been given its stop signal (stopUnready) first.
 func (e *Engine) failSwap(run *swapRun, reason string) {
 	g := run.gen
 	g.state = GenFailed
-	_ = g.proc.Kill()
 	rel := g.release
 	e.lastFailed = &rel
 	e.finishSwap(run, SwapResult{Result: ResultFailed, Reason: reason, ToVersion: rel.Version, ToGen: g.id})
@@ -571,15 +587,21 @@ func (e *Engine) onExit(g *generation) {
 	// The serving (or first, still starting) generation exited on its own.
 	e.exitCode = st.Code()
 	if e.stopping {
+		e.publish(StatusChanged, fmt.Sprintf("serving generation %d exited during shutdown (%s)", g.id, st), false)
 		return
 	}
 	e.publish(ChildExited, fmt.Sprintf("serving generation %d exited on its own: %s", g.id, st), st.Code() != 0)
-	if e.drainingCount() > 0 && e.previous.Path != "" && !e.previous.Same(g.release) {
-		// It crashed while its predecessor still drains: the swap did not
-		// hold. Roll back to the previous release at once; in handoff mode
-		// the shared accept queue keeps new connections waiting meanwhile.
-		rel := g.release
-		e.lastFailed = &rel
+	if e.drainingCount() > 0 && e.previous.Path != "" {
+		// It died while its predecessor still drains: the swap did not
+		// hold. Roll back to the previous release at once — even when it is
+		// the same release (a swap that restarts the command): what the old
+		// generation ran was serving a moment ago, while exiting would take
+		// the pod down. In handoff mode the shared accept queue keeps new
+		// connections waiting meanwhile. previous is cleared, so a second
+		// death follows --on-exit.
+		if rel := g.release; !e.previous.Same(rel) {
+			e.lastFailed = &rel
+		}
 		e.log.Warn("new generation died while the old one drained; rolling back", append(attrs, "to", e.previous.String())...)
 		e.current, e.previous = e.previous, Release{}
 		e.restartNow()
