@@ -32,6 +32,14 @@ type Options struct {
 	NeverReady     bool          // serve but never send READY=1
 	ExitAfterReady time.Duration // exit 1 this long after ready (0: off)
 	IgnoreTerm     bool          // ignore SIGTERM (the drain deadline must kill it)
+	// ExitDrain makes ExitAfterReady a clean failure: drain (stop
+	// accepting, finish in-flight requests) and then exit 1, like a server
+	// that gives up after a failed self-check, instead of crashing.
+	ExitDrain bool
+
+	// PlainShutdown stops with plain http.Server.Shutdown instead of
+	// reuseport's Drain, to measure what Drain saves (docs/perf-swap.md).
+	PlainShutdown bool
 }
 
 // Run serves until SIGTERM/SIGINT and a clean drain. It returns the
@@ -84,7 +92,8 @@ func Run(o Options, log *slog.Logger) int {
 	} else {
 		signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	}
-	srv := reuseport.Serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second}, ln)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second}
+	srv := reuseport.Serve(hs, ln)
 	time.Sleep(o.StartDelay)
 	if !o.NeverReady {
 		if err := reuseport.Ready(); err != nil {
@@ -98,7 +107,12 @@ func Run(o Options, log *slog.Logger) int {
 	}
 	select {
 	case <-crash:
-		log.Error("exiting after ready, as asked (--exit-after-ready)")
+		log.Error("exiting after ready, as asked (--exit-after-ready)", "drain", o.ExitDrain)
+		if o.ExitDrain {
+			ctx, cancel := context.WithTimeout(context.Background(), o.Grace+30*time.Second)
+			defer cancel()
+			_ = srv.Drain(ctx, o.Grace)
+		}
 		return 1
 	case <-srv.Done():
 		if err := srv.Err(); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -111,6 +125,13 @@ func Run(o Options, log *slog.Logger) int {
 	_ = reuseport.Stopping()
 	ctx, cancel := context.WithTimeout(context.Background(), o.Grace+30*time.Second)
 	defer cancel()
+	if o.PlainShutdown {
+		if err := hs.Shutdown(ctx); err != nil {
+			log.Error("shutdown", "err", err)
+			return 1
+		}
+		return 0
+	}
 	if err := srv.Drain(ctx, o.Grace); err != nil {
 		log.Error("drain", "err", err)
 		return 1
