@@ -1,0 +1,230 @@
+package configmap
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/hotswap-dev/hotswap/hotswap"
+	"github.com/hotswap-dev/hotswap/hotswap/kube"
+	"github.com/hotswap-dev/hotswap/hotswap/source"
+)
+
+// DefaultKey is the ConfigMap key holding the manifest (--configmap-key).
+const DefaultKey = "release.yaml"
+
+// Rule is one RBAC rule the source needs, in the shape of kube.Rule.
+type Rule = kube.Rule
+
+// RequiredRules is exactly what the source needs in the ConfigMap's
+// namespace. RBAC cannot restrict list and watch by resourceNames, so the
+// chart grants them on configmaps; get can be limited to the one name.
+func RequiredRules() []Rule {
+	return []Rule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch"}}}
+}
+
+// namespaceFile is where the service-account volume names the pod's namespace.
+const namespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// ParseRef reads --configmap [NAMESPACE/]NAME. Without a namespace it is
+// $POD_NAMESPACE, then the pod's service-account namespace, then "default".
+func ParseRef(s string) (namespace, name string, err error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok {
+		ns, name = "", s
+	}
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return "", "", fmt.Errorf("configmap %q: name %q is not a valid ConfigMap name (%s); want [NAMESPACE/]NAME", s, name, strings.Join(errs, "; "))
+	}
+	if ok {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return "", "", fmt.Errorf("configmap %q: namespace %q is not valid (%s); want [NAMESPACE/]NAME", s, ns, strings.Join(errs, "; "))
+		}
+		return ns, name, nil
+	}
+	if ns = os.Getenv(kube.EnvPodNamespace); ns != "" {
+		return ns, name, nil
+	}
+	if b, err := os.ReadFile(namespaceFile); err == nil && strings.TrimSpace(string(b)) != "" {
+		return strings.TrimSpace(string(b)), name, nil
+	}
+	return "default", name, nil
+}
+
+// CheckKey checks --configmap-key.
+func CheckKey(key string) error {
+	if errs := validation.IsConfigMapKey(key); len(errs) > 0 {
+		return fmt.Errorf("configmap key %q: %s", key, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Options configure a Source.
+type Options struct {
+	Namespace, Name string
+	// Key is the data key holding the manifest (default DefaultKey).
+	Key string
+	// REST is the apiserver connection (kube.RESTConfig).
+	REST *rest.Config
+	// Base and Root: see source.ManifestOptions.
+	Base hotswap.Release
+	Root string
+	// SyncTimeout is how long Run waits for the first list before it says
+	// that it cannot read the ConfigMap (it keeps trying); default 10s.
+	SyncTimeout time.Duration
+	Log         *slog.Logger
+}
+
+// Source offers the release described by one key of one ConfigMap.
+type Source struct {
+	opts Options
+	lw   *cache.ListWatch
+	name string
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	lastErr string            // last list/watch error, said once
+	lastSum [sha256.Size]byte // manifest last handed on; touched by the informer's handler goroutine only
+}
+
+// New builds the client and the list-watch on the one ConfigMap. Nothing is
+// contacted until Run.
+func New(opts Options) (*Source, error) {
+	if opts.Key == "" {
+		opts.Key = DefaultKey
+	}
+	if opts.Namespace == "" || opts.Name == "" {
+		return nil, errors.New("configmap: namespace and name are required")
+	}
+	if err := CheckKey(opts.Key); err != nil {
+		return nil, err
+	}
+	if opts.REST == nil {
+		return nil, errors.New("configmap: no apiserver connection")
+	}
+	if opts.SyncTimeout <= 0 {
+		opts.SyncTimeout = 10 * time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	rc, err := kube.NewCoreV1Client(opts.REST)
+	if err != nil {
+		return nil, fmt.Errorf("configmap: %w", err)
+	}
+	s := &Source{
+		opts: opts,
+		lw:   cache.NewListWatchFromClient(rc, "configmaps", opts.Namespace, fields.OneTermEqualSelector("metadata.name", opts.Name)),
+		name: fmt.Sprintf("configmap:%s/%s", opts.Namespace, opts.Name),
+	}
+	s.log = opts.Log.With("source", s.name, "key", opts.Key)
+	return s, nil
+}
+
+// Name is how releases from this source are labelled ("configmap:NS/NAME").
+func (s *Source) Name() string { return s.name }
+
+// Run offers releases to o until ctx is done. It never fails: when the
+// ConfigMap cannot be read it says why, keeps retrying with backoff, and
+// the serving generation keeps serving.
+func (s *Source) Run(ctx context.Context, o source.Offerer) {
+	inf := cache.NewSharedIndexInformer(s.lw, &corev1.ConfigMap{}, 0, cache.Indexers{})
+	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { s.watchError(err) })
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { s.changed(obj, o) },
+		UpdateFunc: func(_, obj any) { s.changed(obj, o) },
+		DeleteFunc: func(obj any) { s.deleted(obj) },
+	})
+	s.log.Info("watching the ConfigMap for releases", "host", s.opts.REST.Host)
+	done := make(chan struct{})
+	go func() { defer close(done); inf.RunWithContext(ctx) }()
+	sctx, cancel := context.WithTimeout(ctx, s.opts.SyncTimeout)
+	synced := cache.WaitForCacheSync(sctx.Done(), inf.HasSynced)
+	cancel()
+	if !synced && ctx.Err() == nil {
+		s.mu.Lock()
+		last := s.lastErr
+		s.mu.Unlock()
+		s.log.Warn("cannot read the ConfigMap yet; serving goes on and the source keeps retrying", "waited", s.opts.SyncTimeout, "last_error", last)
+	}
+	<-done
+}
+
+// watchError reports list/watch failures once per distinct message, with
+// what to do about the usual ones.
+func (s *Source) watchError(err error) {
+	msg := err.Error()
+	s.mu.Lock()
+	repeat := msg == s.lastErr
+	s.lastErr = msg
+	s.mu.Unlock()
+	if repeat {
+		return
+	}
+	hint := "is the apiserver reachable from the pod?"
+	switch {
+	case apierrors.IsForbidden(err):
+		hint = "give the pod's service account get, list and watch on configmaps in this namespace (the chart's Role does)"
+	case apierrors.IsUnauthorized(err):
+		hint = "the service-account token or kubeconfig credentials are not accepted"
+	}
+	s.log.Warn("cannot list/watch the ConfigMap; serving goes on, retrying with backoff", "err", err, "hint", hint)
+}
+
+func (s *Source) changed(obj any, o source.Offerer) {
+	cm, ok := obj.(*corev1.ConfigMap)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	if s.lastErr != "" {
+		s.log.Info("reading the ConfigMap again")
+		s.lastErr = ""
+	}
+	s.mu.Unlock()
+	var data []byte
+	if v, ok := cm.Data[s.opts.Key]; ok {
+		data = []byte(v)
+	} else if b, ok := cm.BinaryData[s.opts.Key]; ok {
+		data = b
+	} else {
+		keys := make([]string, 0, len(cm.Data)+len(cm.BinaryData))
+		for k := range cm.Data {
+			keys = append(keys, k)
+		}
+		for k := range cm.BinaryData {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		s.log.Warn("the ConfigMap has no release key; serving goes on", "keys", strings.Join(keys, ","), "hint", "put the manifest under --configmap-key")
+		s.lastSum = [sha256.Size]byte{}
+		return
+	}
+	sum := sha256.Sum256(data)
+	if sum == s.lastSum {
+		return // another key changed, or a resync
+	}
+	s.lastSum = sum
+	source.OfferManifest(data, s.opts.Base, s.opts.Root, s.name, s.log.With("resourceVersion", cm.ResourceVersion), o)
+}
+
+func (s *Source) deleted(any) {
+	// Forget the content: a re-created ConfigMap is read afresh (the engine
+	// ignores it if it is what serves).
+	s.lastSum = [sha256.Size]byte{}
+	s.log.Warn("the ConfigMap was deleted; the serving generation keeps serving until it is created again")
+}
