@@ -24,7 +24,7 @@ func init() {
 }
 
 func sourceFlags(f *pflag.FlagSet) {
-	f.String("watch", "", "swap when the binary at PATH changes: a file or a "current" symlink on a volume (the directory is watched)")
+	f.String("watch", "", "swap when the binary at PATH changes: a file or a \"current\" symlink on a volume (the directory is watched)")
 	f.Duration("settle", source.DefaultSettle, "a watched binary must be unchanged this long before it is offered (a copy in progress is never swapped in)")
 	f.String("manifest", "", "swap to the release a YAML manifest file describes (e.g. a mounted ConfigMap key); see docs/sources.md")
 	f.String("configmap", "", "[NAMESPACE/]NAME: read the release manifest from this ConfigMap through the API (an informer; needs get/list/watch on configmaps)")
