@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hotswap-dev/hotswap/e2e/kubetest"
 	"github.com/hotswap-dev/hotswap/e2e/load"
 	"github.com/hotswap-dev/hotswap/e2e/testbin"
 	"github.com/hotswap-dev/hotswap/hotswap"
@@ -25,8 +26,29 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if kubeCluster != nil {
+		kubeCluster.Stop()
+	}
 	testbin.Cleanup()
 	os.Exit(code)
+}
+
+var (
+	kubeOnce    sync.Once
+	kubeCluster *kubetest.Cluster
+	kubeErr     error
+)
+
+// cluster starts the package's one etcd + kube-apiserver on first use (only
+// the ConfigMap test needs it); TestMain stops it. Missing binaries fail the
+// test, saying to run hack/kube-assets.sh.
+func cluster(t *testing.T) *kubetest.Cluster {
+	t.Helper()
+	kubeOnce.Do(func() { kubeCluster, kubeErr = kubetest.Start(kubetest.Options{}) })
+	if kubeErr != nil {
+		t.Fatal(kubeErr)
+	}
+	return kubeCluster
 }
 
 func hotswapBin(t testing.TB) string {
@@ -78,6 +100,12 @@ func freeAddr(t *testing.T) string {
 // waits until a generation serves.
 func startPod(t *testing.T, flags []string, command ...string) *pod {
 	t.Helper()
+	return startPodEnv(t, nil, flags, command...)
+}
+
+// startPodEnv is startPod with extra environment variables.
+func startPodEnv(t *testing.T, env []string, flags []string, command ...string) *pod {
+	t.Helper()
 	p := &pod{t: t, bin: hotswapBin(t), Addr: freeAddr(t), exited: make(chan struct{})}
 	run := t.TempDir()
 	p.Sock = filepath.Join(run, "control.sock")
@@ -85,7 +113,7 @@ func startPod(t *testing.T, flags []string, command ...string) *pod {
 		"--drain-timeout", "5s", "--grace", "5s"}, flags...)
 	args = append(append(args, "--"), command...)
 	p.cmd = exec.Command(p.bin, args...)
-	p.cmd.Env = append(os.Environ(), "HOTSWAP_CONTROL_SOCKET="+p.Sock)
+	p.cmd.Env = append(append(os.Environ(), "HOTSWAP_CONTROL_SOCKET="+p.Sock), env...)
 	p.cmd.Stdout = os.Stdout
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
