@@ -62,8 +62,8 @@ func NewReaper(log *slog.Logger) (*Reaper, error) {
 	return r, nil
 }
 
-// OnOrphan sets the function told about each reaped orphan. It runs on the
-// reaper goroutine and must be quick.
+// OnOrphan sets the function told about each reaped orphan; nil unsets it.
+// It runs on the reaper goroutine and must be quick.
 func (r *Reaper) OnOrphan(f OrphanFunc) { r.onOrph.Store(&f) }
 
 // Orphans is how many processes not started by Start have been reaped.
@@ -133,7 +133,7 @@ func (r *Reaper) reap() {
 			continue
 		}
 		r.orphans.Add(1)
-		if f := r.onOrph.Load(); f != nil {
+		if f := r.onOrph.Load(); f != nil && *f != nil {
 			(*f)(pid, st)
 		}
 	}

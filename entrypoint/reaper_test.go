@@ -205,6 +205,25 @@ func TestReaperOrphans(t *testing.T) {
 			t.Errorf("orphan %d still a zombie", pid)
 		}
 	}
+	mu.Unlock()
+
+	// OnOrphan(nil) unsets the callback: the next orphans are still reaped
+	// and counted, and the reaper goroutine does not call a nil func.
+	r.OnOrphan(nil)
+	before = r.Orphans()
+	p, err = r.Start(helperSpec(t, "zombies", "20"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, p, 60*time.Second)
+	deadline = time.Now().Add(10 * time.Second)
+	for r.Orphans()-before < 20 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := r.Orphans() - before; got != 20 {
+		t.Fatalf("after OnOrphan(nil): reaped %d orphans, want 20", got)
+	}
+	mu.Lock()
 }
 
 func TestStartErrors(t *testing.T) {
