@@ -44,7 +44,7 @@ func runHelper(name string, args []string) int {
 		n, _ := strconv.Atoi(args[0])
 		return spawnOrphans(n, args[1], args[2])
 	case "orphan":
-		return orphanExit(args[0], args[1])
+		return orphanExit(args[0])
 	}
 	fmt.Fprintln(os.Stderr, "unknown helper", name)
 	return 2
@@ -81,11 +81,18 @@ func spawnOrphans(n int, spread, file string) int {
 		fmt.Fprintln(os.Stderr, "orphans:", err)
 		return 1
 	}
+	// The orphans block reading a pipe whose only write end is ours: they
+	// wake up when we have exited, i.e. once they are orphans.
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
+		fmt.Fprintln(os.Stderr, "orphans:", err)
+		return 1
+	}
 	self, _ := os.Executable()
-	attr := &syscall.ProcAttr{Env: []string{helperEnv + "=orphan"}, Files: []uintptr{^uintptr(0), f.Fd(), 2}}
+	attr := &syscall.ProcAttr{Env: []string{helperEnv + "=orphan"}, Files: []uintptr{^uintptr(0), f.Fd(), 2, uintptr(p[0])}}
 	d, _ := time.ParseDuration(spread)
 	for i := range n {
-		_, err := syscall.ForkExec(self, []string{self, strconv.Itoa(os.Getpid()), (time.Duration(i) * d).String()}, attr)
+		_, err := syscall.ForkExec(self, []string{self, (time.Duration(i) * d).String()}, attr)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "orphans: fork:", err)
 			return 1
@@ -94,17 +101,16 @@ func spawnOrphans(n int, spread, file string) int {
 	return 0
 }
 
-// orphanExit waits until its parent (pid parent) has exited, then sleeps
+// orphanExit waits until fd 3 reports EOF (its parent has exited), sleeps
 // after, writes its PID and the monotonic clock to stdout and exits.
-func orphanExit(parent, after string) int {
-	pp, _ := strconv.Atoi(parent)
+func orphanExit(after string) int {
 	d, _ := time.ParseDuration(after)
-	deadline := time.Now().Add(60 * time.Second)
-	for os.Getppid() == pp {
-		if time.Now().After(deadline) {
-			return 1
+	var b [1]byte
+	for {
+		_, err := syscall.Read(3, b[:])
+		if err != syscall.EINTR {
+			break
 		}
-		time.Sleep(time.Millisecond)
 	}
 	time.Sleep(d)
 	var ts unix.Timespec
@@ -132,3 +138,5 @@ func monoNow() int64 {
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano()
 }
+
+func fmtSscan(s string, pid *int, at *int64) (int, error) { return fmt.Sscan(s, pid, at) }

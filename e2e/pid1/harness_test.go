@@ -305,3 +305,5 @@ func forModes(t *testing.T, ms []mode, f func(t *testing.T, m mode)) {
 		})
 	}
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

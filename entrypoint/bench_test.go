@@ -1,0 +1,184 @@
+package entrypoint
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkReapZombies: a helper forks N children that exit at once, waits
+// until all are zombies and exits, so N zombies reparent to us together.
+// Reported: the wall time from the first to the last reap of that burst
+// (ms-wall), and how many statuses of supervised children, started all
+// along by four goroutines, were lost or wrong (lost, must be 0).
+// Forking the zombies is not timed. N is 10,000 unless -short.
+//
+//	go test -run '^$' -bench BenchmarkReapZombies -benchtime 1x ./entrypoint
+func BenchmarkReapZombies(b *testing.B) {
+	n := 10000
+	if testing.Short() {
+		n = 1000
+	}
+	r := newTestReaper(b)
+	null := devNull(b)
+	for b.Loop() {
+		var mu sync.Mutex
+		var first, last time.Time
+		var got atomic.Int64
+		r.OnOrphan(func(int, ExitStatus) {
+			now := time.Now()
+			mu.Lock()
+			if first.IsZero() {
+				first = now
+			}
+			last = now
+			mu.Unlock()
+			got.Add(1)
+		})
+		spawner, err := r.Start(helperSpec(b, "zombies", strconv.Itoa(n)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Supervised children all along, with distinct codes.
+		stop := make(chan struct{})
+		var started, bad atomic.Int64
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				for i := w; ; i += 4 {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					code := i % 256
+					p, err := r.Start(Spec{Path: "/bin/sh", Argv: []string{"sh", "-c", "exit " + strconv.Itoa(code)}, Env: []string{}, Files: []*os.File{null, null, null}})
+					if err != nil {
+						bad.Add(1)
+						continue
+					}
+					started.Add(1)
+					select {
+					case <-p.Done():
+						if p.Status().Code() != code {
+							bad.Add(1)
+						}
+					case <-time.After(30 * time.Second):
+						bad.Add(1)
+					}
+				}
+			})
+		}
+		select {
+		case <-spawner.Done():
+		case <-time.After(30 * time.Minute):
+			b.Fatal("zombie spawner never finished")
+		}
+		if st := spawner.Status(); st.Code() != 0 {
+			b.Fatalf("spawner: %v", st)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for got.Load() < int64(n) && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		close(stop)
+		wg.Wait()
+		if got.Load() != int64(n) {
+			b.Fatalf("reaped %d of %d orphans", got.Load(), n)
+		}
+		mu.Lock()
+		ended := spawner.Ended()
+		if ended.Before(first) {
+			first = ended
+		}
+		wall := last.Sub(first)
+		mu.Unlock()
+		b.ReportMetric(float64(wall.Microseconds())/1000, "ms-wall")
+		b.ReportMetric(float64(n), "orphans")
+		b.ReportMetric(float64(bad.Load()), "lost")
+		b.ReportMetric(float64(started.Load()), "supervised")
+		if bad.Load() > 0 {
+			b.Errorf("%d supervised statuses lost or wrong", bad.Load())
+		}
+		r.OnOrphan(nil)
+	}
+}
+
+// BenchmarkOrphanReapDelay: N orphans (helpers that become orphans when
+// their parent exits) each write the monotonic clock just before exiting,
+// 2ms apart; the reaper notes the clock when it reaps each. Reported: the
+// delay from exit to reap, p50, p99 and max, in µs.
+//
+//	go test -run '^$' -bench BenchmarkOrphanReapDelay -benchtime 1x ./entrypoint
+func BenchmarkOrphanReapDelay(b *testing.B) {
+	n := 1000
+	if testing.Short() {
+		n = 200
+	}
+	r := newTestReaper(b)
+	for b.Loop() {
+		file := filepath.Join(b.TempDir(), "exits")
+		var mu sync.Mutex
+		reaped := map[int]int64{}
+		r.OnOrphan(func(pid int, _ ExitStatus) {
+			t := monoNow()
+			mu.Lock()
+			reaped[pid] = t
+			mu.Unlock()
+		})
+		p, err := r.Start(helperSpec(b, "orphans", strconv.Itoa(n), "2ms", file))
+		if err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case <-p.Done():
+		case <-time.After(10 * time.Minute):
+			b.Fatal("orphan spawner never finished")
+		}
+		deadline := time.Now().Add(10 * time.Minute)
+		for {
+			mu.Lock()
+			k := len(reaped)
+			mu.Unlock()
+			if k >= n || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		r.OnOrphan(nil)
+		f, err := os.Open(file)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var delays []int64
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var pid int
+			var at int64
+			if _, err := fmtSscan(sc.Text(), &pid, &at); err != nil {
+				continue
+			}
+			mu.Lock()
+			rt, ok := reaped[pid]
+			mu.Unlock()
+			if ok {
+				delays = append(delays, rt-at)
+			}
+		}
+		f.Close()
+		if len(delays) != n {
+			b.Fatalf("matched %d exits to reaps, want %d", len(delays), n)
+		}
+		slices.Sort(delays)
+		q := func(p float64) float64 { return float64(delays[int(p*float64(len(delays)-1))]) / 1e3 }
+		b.ReportMetric(q(0.5), "µs-p50")
+		b.ReportMetric(q(0.99), "µs-p99")
+		b.ReportMetric(float64(delays[len(delays)-1])/1e3, "µs-max")
+	}
+}
