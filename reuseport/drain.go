@@ -29,6 +29,12 @@ type Server struct {
 
 	drainOnce sync.Once
 	drainErr  error
+
+	// Handoff of keep-alive connections (handoff*.go); hub is nil without.
+	hub       *handoffHub
+	ml        *mergedListener
+	moving    atomic.Bool // draining with a target: hand over at boundaries
+	graceOver atomic.Bool
 }
 
 // connInfo is what Server tracks per connection. It is the seam for
@@ -37,6 +43,7 @@ type connInfo struct {
 	conn  net.Conn
 	state http.ConnState
 	told  atomic.Bool // a response carried "Connection: close"
+	hc    *hconn      // nil unless the connection can be handed over
 }
 
 type connInfoKey struct{}
@@ -46,13 +53,29 @@ type connInfoKey struct{}
 // srv.ConnContext, wrapping what is set there, to track connections and to
 // answer "Connection: close" while draining. Stop it with [Server.Drain]
 // rather than srv.Shutdown.
+//
+// When the supervisor asks for it ([HandoffSocketEnv] is set, as hotswap
+// run --handoff-keepalive does), Serve also opens the process's handoff
+// socket before it returns, receives the keep-alive connections older
+// generations hand over, and Drain hands this server's own to the newer
+// generation instead of closing them (see docs/handoff.md).
 func Serve(srv *http.Server, ln net.Listener) *Server {
+	return serve(srv, ln, defaultHub())
+}
+
+func serve(srv *http.Server, ln net.Listener, hub *handoffHub) *Server {
 	s := &Server{
 		srv:     srv,
 		ln:      ln,
 		served:  make(chan struct{}),
 		conns:   map[net.Conn]*connInfo{},
 		noConns: make(chan struct{}),
+	}
+	if hub != nil {
+		s.hub = hub
+		s.ml = newMergedListener(ln, s)
+		s.ln = s.ml
+		hub.register(s)
 	}
 	h := srv.Handler
 	if h == nil {
@@ -72,13 +95,14 @@ func Serve(srv *http.Server, ln net.Listener) *Server {
 			ctx = userConnContext(ctx, c)
 		}
 		ci := &connInfo{conn: c, state: http.StateNew}
+		ci.hc, _ = c.(*hconn)
 		s.mu.Lock()
 		s.conns[c] = ci
 		s.mu.Unlock()
 		return context.WithValue(ctx, connInfoKey{}, ci)
 	}
 	go func() {
-		err := srv.Serve(ln)
+		err := srv.Serve(s.ln)
 		if s.draining.Load() || errors.Is(err, http.ErrServerClosed) {
 			err = nil // we closed the listener
 		}
@@ -131,6 +155,14 @@ func (s *Server) Drain(ctx context.Context, grace time.Duration) error {
 
 func (s *Server) drain(ctx context.Context, grace time.Duration) error {
 	s.draining.Store(true)
+	if s.hub != nil {
+		defer s.hub.unregister(s)
+		if s.hub.hasTarget() {
+			// Before the listener closes: a connection accepted and not
+			// yet read from is at a boundary too, and moves.
+			s.moving.Store(true)
+		}
+	}
 	s.ln.Close() // our descriptor only
 	// Once Serve has returned, every accepted connection is tracked:
 	// net/http reports StateNew before it accepts the next one. (Shutdown
@@ -142,9 +174,11 @@ func (s *Server) drain(ctx context.Context, grace time.Duration) error {
 	}
 	s.mu.Lock()
 	s.checkEmptyLocked()
+	s.wakeLocked() // idle connections move at once
 	s.mu.Unlock()
 	// A connection that became idle before draining started may
-	// already have been told nothing: it stays open during the grace.
+	// already have been told nothing: it stays open during the grace
+	// (with handoff, it has moved unless the handover failed).
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
@@ -152,6 +186,9 @@ func (s *Server) drain(ctx context.Context, grace time.Duration) error {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+	// Whatever is left answers with Connection: close from now on.
+	s.graceOver.Store(true)
+	s.moving.Store(false)
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()
@@ -171,6 +208,9 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 	ci.state = st
 	switch st {
 	case http.StateClosed, http.StateHijacked:
+		if ci.hc != nil {
+			ci.hc.never()
+		}
 		delete(s.conns, c)
 		s.checkEmptyLocked()
 	case http.StateIdle:
@@ -178,6 +218,12 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 			// net/http closes after a "Connection: close" response on its
 			// own; this covers a handler that removed the header again.
 			c.Close()
+		} else if ci.hc != nil {
+			ci.hc.idle()
+		}
+	case http.StateActive:
+		if ci.hc != nil {
+			ci.hc.active()
 		}
 	}
 }
@@ -203,19 +249,23 @@ func (s *Server) checkEmptyLocked() {
 // sends GOAWAY.
 func (s *Server) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
 		if r.ProtoMajor != 1 {
+			if ci != nil && ci.hc != nil {
+				ci.hc.never() // HTTP/2 state lives in this process
+			}
 			h.ServeHTTP(w, r)
 			return
 		}
-		ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
-		if s.draining.Load() {
+		if s.closeNow(ci, r) {
 			tell(w, ci)
 			h.ServeHTTP(w, r)
 			return
 		}
-		// Not draining yet: decide when the header is written, so that a
-		// request in flight when draining starts is told too.
-		cw := &closeWriter{ResponseWriter: w, s: s, ci: ci}
+		// Not draining yet (or handing over): decide when the header is
+		// written, so that a request in flight when draining starts, or
+		// when a handover fails, is told too.
+		cw := &closeWriter{ResponseWriter: w, s: s, ci: ci, r: r}
 		h.ServeHTTP(cw, r)
 		cw.check() // a handler that wrote nothing: net/http writes after us
 	})
@@ -235,13 +285,14 @@ type closeWriter struct {
 	http.ResponseWriter
 	s     *Server
 	ci    *connInfo
+	r     *http.Request
 	wrote bool
 }
 
 func (w *closeWriter) check() {
 	if !w.wrote {
 		w.wrote = true
-		if w.s.draining.Load() {
+		if w.s.closeNow(w.ci, w.r) {
 			tell(w.ResponseWriter, w.ci)
 		}
 	}

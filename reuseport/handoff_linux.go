@@ -1,0 +1,573 @@
+package reuseport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// HandoffSocketEnv names the variable through which a supervisor (hotswap
+// run --handoff-keepalive) gives each generation the path of its private
+// handoff socket. [Serve] opens that socket (before the server can report
+// [Ready]) and from then on receives keep-alive connections from older
+// generations, and hands its own to a newer one when it drains.
+const HandoffSocketEnv = "HOTSWAP_HANDOFF_SOCKET"
+
+// The handoff protocol, on a unix SOCK_SEQPACKET socket (one message per
+// datagram, text):
+//
+//	supervisor → gen:  "TARGET /path/of/newer.sock"    reply "OK"
+//	old gen → new gen: "CONN <idle-since-unix-ns>" + one fd (SCM_RIGHTS)
+//	                   reply "OK" (it serves it now), "NO <why>" (the
+//	                   sender keeps it) or "MOVED /path" (it drains too;
+//	                   send there)
+//
+// The receiver answers "OK" before anything reads from the socket, so a
+// sender that did not read "OK" knows the socket was not touched and keeps
+// serving it. One message is outstanding per sender at a time.
+const (
+	handoffReplyTimeout = 2 * time.Second
+	handoffDialTimeout  = time.Second
+)
+
+// SetHandoffTarget tells the generation whose handoff socket is socket to
+// hand its idle keep-alive connections to the generation listening on
+// target when it drains (and to send there any it receives meanwhile). The
+// supervisor calls it once the target generation is ready and before it
+// sends the stop signal; nothing happens until the generation drains.
+func SetHandoffTarget(ctx context.Context, socket, target string) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Second)
+		defer cancel()
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unixpacket", socket)
+	if err != nil {
+		return fmt.Errorf("reuseport: handoff target for %s: %w", socket, err)
+	}
+	defer c.Close()
+	dl, _ := ctx.Deadline()
+	_ = c.SetDeadline(dl)
+	if _, err := c.Write([]byte("TARGET " + target)); err != nil {
+		return fmt.Errorf("reuseport: handoff target for %s: %w", socket, err)
+	}
+	buf := make([]byte, 256)
+	n, err := c.Read(buf)
+	if err != nil {
+		return fmt.Errorf("reuseport: handoff target for %s: no answer: %w", socket, err)
+	}
+	if r := string(buf[:n]); r != "OK" {
+		return fmt.Errorf("reuseport: handoff target for %s: refused: %s", socket, r)
+	}
+	return nil
+}
+
+// handoffHub is a process's handoff endpoint: it receives connections for
+// the process's Servers and knows where to send them on. One per process
+// (from HandoffSocketEnv); tests make their own.
+type handoffHub struct {
+	path string
+	ln   *net.UnixListener
+
+	mu      sync.Mutex
+	target  string
+	snd     *handoffSender // for target, dialed lazily
+	servers []*Server
+	closed  bool
+	peers   map[*net.UnixConn]struct{}
+	wg      sync.WaitGroup
+
+	epoch atomic.Uint64 // bumped on every target change
+	// deadEpoch is epoch+1 once the current target failed (gone, or did
+	// not answer): connections then stay, with Connection: close.
+	deadEpoch atomic.Uint64
+
+	// Counters, for tests and debugging.
+	sent, received, refused, kept atomic.Int64
+}
+
+var processHub struct {
+	once sync.Once
+	hub  *handoffHub
+}
+
+// defaultHub is the process's hub when the supervisor asked for handoff,
+// else nil. A socket that cannot be opened costs a warning on stderr, not
+// the server: keep-alive clients then reconnect, as without handoff.
+func defaultHub() *handoffHub {
+	processHub.once.Do(func() {
+		path := os.Getenv(HandoffSocketEnv)
+		if path == "" {
+			return
+		}
+		os.Unsetenv(HandoffSocketEnv) // ours, not our children's
+		h, err := newHandoffHub(path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "reuseport: %v; keep-alive connections will not be handed over\n", err)
+			return
+		}
+		processHub.hub = h
+	})
+	return processHub.hub
+}
+
+func newHandoffHub(path string) (*handoffHub, error) {
+	if !strings.HasPrefix(path, "/") || len(path) > 107 {
+		return nil, fmt.Errorf("handoff socket %q: want an absolute path of at most 107 bytes", path)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("handoff socket %s: exists and is not a socket", path)
+		}
+		_ = os.Remove(path)
+	}
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		return nil, fmt.Errorf("handoff socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("handoff socket: %w", err)
+	}
+	h := &handoffHub{path: path, ln: ln, peers: map[*net.UnixConn]struct{}{}}
+	h.wg.Add(1)
+	go h.acceptLoop()
+	return h, nil
+}
+
+// close stops receiving and waits for the message handlers (tests).
+func (h *handoffHub) close() {
+	h.mu.Lock()
+	h.closed = true
+	snd := h.snd
+	h.snd = nil
+	for c := range h.peers {
+		c.Close()
+	}
+	h.mu.Unlock()
+	h.ln.Close()
+	h.wg.Wait()
+	if snd != nil {
+		snd.close()
+	}
+}
+
+func (h *handoffHub) register(s *Server) {
+	h.mu.Lock()
+	h.servers = append(h.servers, s)
+	h.mu.Unlock()
+}
+
+func (h *handoffHub) unregister(s *Server) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, x := range h.servers {
+		if x == s {
+			h.servers = append(h.servers[:i], h.servers[i+1:]...)
+			return
+		}
+	}
+}
+
+// targetAlive reports whether handing over may still work: there is a
+// target, and it has not failed.
+func (h *handoffHub) targetAlive() bool {
+	return h.deadEpoch.Load() != h.epoch.Load()+1
+}
+
+func (h *handoffHub) hasTarget() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.target != ""
+}
+
+// setTarget points the hub at a newer generation and re-arms draining
+// servers (a target that changes mid-drain: back-to-back swaps, or a
+// new generation that died and was replaced).
+func (h *handoffHub) setTarget(t string) error {
+	if !strings.HasPrefix(t, "/") || t == h.path {
+		return fmt.Errorf("bad target %q", t)
+	}
+	h.mu.Lock()
+	if h.target == t {
+		h.mu.Unlock()
+		return nil
+	}
+	h.target = t
+	h.epoch.Add(1)
+	old := h.snd
+	h.snd = nil
+	servers := append([]*Server(nil), h.servers...)
+	h.mu.Unlock()
+	if old != nil {
+		go old.close() // waits for a send in progress
+	}
+	for _, s := range servers {
+		s.retarget()
+	}
+	return nil
+}
+
+// adoptTarget follows a receiver's "MOVED": if the target is still the one
+// that answered, the newer one it names replaces it.
+func (h *handoffHub) adoptTarget(epoch uint64, t string) bool {
+	h.mu.Lock()
+	same := h.epoch.Load() == epoch
+	h.mu.Unlock()
+	if !same {
+		return true // changed meanwhile: try the new one
+	}
+	return h.setTarget(t) == nil
+}
+
+func (h *handoffHub) acceptLoop() {
+	defer h.wg.Done()
+	for {
+		c, err := h.ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		if !peerTrusted(c) {
+			c.Close()
+			continue
+		}
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			c.Close()
+			return
+		}
+		h.peers[c] = struct{}{}
+		h.wg.Add(1)
+		h.mu.Unlock()
+		go h.serveConn(c)
+	}
+}
+
+// peerTrusted accepts peers of our own user or root (the socket is 0600 in
+// a 0700 directory already; this also holds for an abstract or moved path).
+func peerTrusted(c *net.UnixConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil || cerr != nil {
+		return false
+	}
+	return cred.Uid == 0 || int(cred.Uid) == os.Getuid()
+}
+
+func (h *handoffHub) serveConn(c *net.UnixConn) {
+	defer h.wg.Done()
+	defer func() {
+		h.mu.Lock()
+		delete(h.peers, c)
+		h.mu.Unlock()
+		c.Close()
+	}()
+	buf := make([]byte, 512)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	for {
+		n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
+		if err != nil {
+			return
+		}
+		fds := parseRights(oob[:oobn])
+		reply, commit := h.handle(string(buf[:n]), fds, flags)
+		_, err = c.Write([]byte(reply))
+		if commit != nil {
+			commit(err == nil)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func parseRights(oob []byte) []int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for i := range msgs {
+		if f, err := unix.ParseUnixRights(&msgs[i]); err == nil {
+			fds = append(fds, f...)
+		}
+	}
+	return fds
+}
+
+func closeFds(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// handle answers one message. For an accepted connection, commit runs
+// after the reply was written: only then may anything read the socket.
+func (h *handoffHub) handle(msg string, fds []int, flags int) (string, func(ok bool)) {
+	verb, arg, _ := strings.Cut(msg, " ")
+	switch verb {
+	case "TARGET":
+		closeFds(fds)
+		if err := h.setTarget(arg); err != nil {
+			return "NO " + err.Error(), nil
+		}
+		return "OK", nil
+	case "CONN":
+	default:
+		closeFds(fds)
+		return "NO unknown message", nil
+	}
+	if len(fds) != 1 || flags&unix.MSG_CTRUNC != 0 {
+		closeFds(fds)
+		return "NO want exactly one descriptor", nil
+	}
+	ns, err := strconv.ParseInt(arg, 10, 64)
+	if err != nil {
+		closeFds(fds)
+		return "NO bad idle time", nil
+	}
+	h.mu.Lock()
+	target := h.target
+	h.mu.Unlock()
+	if target != "" {
+		// We drain too: the sender should go to the newest generation
+		// directly rather than through us (a relay could be cut by our exit).
+		closeFds(fds)
+		return "MOVED " + target, nil
+	}
+	conn, err := fdConn(fds[0])
+	if err != nil {
+		h.refused.Add(1)
+		return "NO " + err.Error(), nil
+	}
+	s := h.serverFor(conn.LocalAddr())
+	if s == nil || !s.ml.reserve() {
+		conn.Close()
+		h.refused.Add(1)
+		return "NO not serving " + conn.LocalAddr().String(), nil
+	}
+	idleSince := time.Unix(0, ns)
+	return "OK", func(ok bool) {
+		if !ok {
+			s.ml.cancel()
+			conn.Close() // the sender keeps it; close(2) leaves the socket alone
+			return
+		}
+		h.received.Add(1)
+		s.ml.deliver(newHconn(conn, s, true, idleSince))
+	}
+}
+
+// fdConn turns a received socket into a net.Conn. The open file
+// description is O_NONBLOCK already (a Go sender's); os.NewFile then does
+// not set its nonblock flag, so the Fd call inside net.FileConn does not
+// switch the description, shared with the sender, to blocking mode.
+func fdConn(fd int) (net.Conn, error) {
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("fcntl: %w", err)
+	}
+	if flags&unix.O_NONBLOCK == 0 {
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("set nonblocking: %w", err)
+		}
+	}
+	f := os.NewFile(uintptr(fd), "handoff")
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, err
+	}
+	switch c.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		return c, nil
+	}
+	c.Close()
+	return nil, fmt.Errorf("not a stream socket")
+}
+
+// serverFor finds the serving Server whose listener the connection came
+// from (same port, or same unix path).
+func (h *handoffHub) serverFor(local net.Addr) *Server {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, s := range h.servers {
+		if s.ml != nil && addrServes(s.ml.Addr(), local) {
+			return s
+		}
+	}
+	return nil
+}
+
+func addrServes(ln, local net.Addr) bool {
+	switch l := ln.(type) {
+	case *net.TCPAddr:
+		c, ok := local.(*net.TCPAddr)
+		return ok && c.Port == l.Port && (l.IP.IsUnspecified() || l.IP.Equal(c.IP))
+	case *net.UnixAddr:
+		c, ok := local.(*net.UnixAddr)
+		return ok && c.Name == l.Name
+	}
+	return false
+}
+
+// handoverResult is what became of one connection.
+type handoverResult int
+
+const (
+	handoverKept   handoverResult = iota // not sent or refused: we serve it
+	handoverDone                         // the receiver serves it
+	handoverGaveUp                       // no answer in time: neither of us may be sure; we drop it
+)
+
+// handOver sends c's socket to the current target, following "MOVED".
+// epoch is the target generation it tried last (for "failed for this
+// target" bookkeeping).
+func (h *handoffHub) handOver(c net.Conn, idleSince time.Time) (handoverResult, uint64) {
+	fd, err := dupNonBlocking(c) // never (*os.File).Fd: see ExportFiles
+	if err != nil {
+		return handoverKept, h.epoch.Load()
+	}
+	defer unix.Close(fd)
+	var epoch uint64
+	for range 4 {
+		h.mu.Lock()
+		target, snd := h.target, h.snd
+		epoch = h.epoch.Load()
+		if target != "" && snd == nil {
+			snd = &handoffSender{path: target}
+			h.snd = snd
+		}
+		h.mu.Unlock()
+		if target == "" {
+			return handoverKept, epoch
+		}
+		res, arg := snd.send(fd, idleSince)
+		switch res {
+		case sendOK:
+			h.sent.Add(1)
+			return handoverDone, epoch
+		case sendUnanswered:
+			h.deadEpoch.Store(epoch + 1)
+			return handoverGaveUp, epoch
+		case sendMoved:
+			if arg == h.path || !h.adoptTarget(epoch, arg) {
+				h.kept.Add(1)
+				return handoverKept, epoch
+			}
+		default: // failed or refused
+			if h.epoch.Load() == epoch {
+				if res == sendFailed {
+					h.deadEpoch.Store(epoch + 1)
+				}
+				h.kept.Add(1)
+				return handoverKept, epoch
+			}
+			// the target changed while we tried: try the new one
+		}
+	}
+	h.kept.Add(1)
+	return handoverKept, epoch
+}
+
+type sendResult int
+
+const (
+	sendFailed     sendResult = iota // not delivered: keep it
+	sendRefused                      // delivered, answered NO: keep it
+	sendMoved                        // answered MOVED: try the named target
+	sendOK                           // the receiver serves it
+	sendUnanswered                   // delivered, no answer in time
+)
+
+// handoffSender is one connection to a target's handoff socket.
+type handoffSender struct {
+	path string
+	mu   sync.Mutex
+	conn *net.UnixConn
+	dead bool
+}
+
+func (snd *handoffSender) close() {
+	snd.mu.Lock()
+	defer snd.mu.Unlock()
+	snd.dead = true
+	if snd.conn != nil {
+		snd.conn.Close()
+		snd.conn = nil
+	}
+}
+
+func (snd *handoffSender) fail() {
+	snd.dead = true
+	if snd.conn != nil {
+		snd.conn.Close()
+		snd.conn = nil
+	}
+}
+
+func (snd *handoffSender) send(fd int, idleSince time.Time) (sendResult, string) {
+	snd.mu.Lock()
+	defer snd.mu.Unlock()
+	if snd.dead {
+		return sendFailed, ""
+	}
+	if snd.conn == nil {
+		d := net.Dialer{Timeout: handoffDialTimeout}
+		c, err := d.Dial("unixpacket", snd.path)
+		if err != nil {
+			snd.dead = true // the target is gone: its drain, or its death
+			return sendFailed, ""
+		}
+		snd.conn = c.(*net.UnixConn)
+	}
+	c := snd.conn
+	_ = c.SetWriteDeadline(time.Now().Add(handoffReplyTimeout))
+	msg := "CONN " + strconv.FormatInt(idleSince.UnixNano(), 10)
+	if _, _, err := c.WriteMsgUnix([]byte(msg), unix.UnixRights(fd), nil); err != nil {
+		// A seqpacket datagram is queued whole or not at all.
+		snd.fail()
+		return sendFailed, ""
+	}
+	_ = c.SetReadDeadline(time.Now().Add(handoffReplyTimeout))
+	buf := make([]byte, 256)
+	n, err := c.Read(buf)
+	if err != nil {
+		snd.fail()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			// Delivered, unanswered: the receiver may yet serve it.
+			return sendUnanswered, ""
+		}
+		// EOF or reset: it died before answering, so it never read
+		// from the socket (it answers first).
+		return sendFailed, ""
+	}
+	reply := string(buf[:n])
+	switch {
+	case reply == "OK":
+		return sendOK, ""
+	case strings.HasPrefix(reply, "MOVED "):
+		return sendMoved, strings.TrimPrefix(reply, "MOVED ")
+	}
+	return sendRefused, reply
+}

@@ -1,0 +1,60 @@
+package reuseport
+
+import (
+	"net/http"
+	"time"
+)
+
+// closeNow decides whether a response carries "Connection: close": while
+// draining, yes — unless the server hands connections over and this one
+// can still move at its next boundary. A request with a body closes: its
+// bytes may still sit in net/http's buffers when the response is done.
+func (s *Server) closeNow(ci *connInfo, r *http.Request) bool {
+	if !s.draining.Load() {
+		return false
+	}
+	if !s.moving.Load() || ci == nil || ci.hc == nil {
+		return true
+	}
+	if r != nil && (r.ContentLength != 0 || len(r.TransferEncoding) > 0) {
+		return true
+	}
+	return !ci.hc.movable()
+}
+
+// wakeLocked wakes every connection blocked at a clean boundary so that it
+// hands over now. Called with s.mu held.
+func (s *Server) wakeLocked() {
+	if !s.moving.Load() {
+		return
+	}
+	for _, ci := range s.conns {
+		if ci.hc != nil {
+			ci.hc.wake()
+		}
+	}
+}
+
+// retarget runs when the hub learns a (new) target: a server already
+// draining, still within its grace, (re)starts handing over.
+func (s *Server) retarget() {
+	if s.ml == nil || !s.draining.Load() || s.graceOver.Load() {
+		return
+	}
+	s.moving.Store(true)
+	if s.graceOver.Load() { // the grace ended meanwhile
+		s.moving.Store(false)
+		return
+	}
+	s.mu.Lock()
+	s.wakeLocked()
+	s.mu.Unlock()
+}
+
+// idleTimeout is net/http's: IdleTimeout, else ReadTimeout.
+func (s *Server) idleTimeout() time.Duration {
+	if d := s.srv.IdleTimeout; d != 0 {
+		return d
+	}
+	return s.srv.ReadTimeout
+}
