@@ -172,7 +172,9 @@ func TestConcurrentSwapsCoalesce(t *testing.T) {
 func TestFailedReleaseKeepsServingAndIsNotRetried(t *testing.T) {
 	e, rec, _ := startEngine(t, sh("exec sleep 60", "v1"), nil)
 	before := e.Status()
-	bad := sh("exit 3", "v2-broken")
+	// A release that cannot even start fails deterministically; one that
+	// exits at once would race the readiness delay on a loaded machine.
+	bad := Release{Path: "/nonexistent/v2/server", Version: "v2-broken"}
 	bad.Source = "test"
 	e.Offer(bad)
 	deadline := time.Now().Add(5 * time.Second)
