@@ -174,6 +174,11 @@ type Config struct {
 	// MaxGenerations bounds live generations (serving + draining +
 	// starting); a swap waits for a draining one to exit past it.
 	MaxGenerations int
+	// HandoffKeepAlive gives each generation a private handoff socket
+	// (reuseport.HandoffSocketEnv) and, once a new generation is ready,
+	// tells the older ones to hand it their idle keep-alive connections
+	// (see hotswap/handoff.go and docs/handoff.md).
+	HandoffKeepAlive bool
 	// RuntimeDir holds the control socket and the notify sockets.
 	RuntimeDir string
 	// ControlSocket is the control socket's path; empty: RuntimeDir/control.sock.

@@ -125,7 +125,7 @@ func New(cfg Config, reaper *entrypoint.Reaper) (*Engine, error) {
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "HOTSWAP_GENERATION", "HOTSWAP_VERSION":
+		case "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "HOTSWAP_GENERATION", "HOTSWAP_VERSION", reuseport.HandoffSocketEnv:
 			continue // ours to set per generation; never leak a stale one
 		}
 		e.baseEnv = append(e.baseEnv, kv)
@@ -451,6 +451,7 @@ func (e *Engine) onReady(g *generation) {
 		return
 	}
 	g.ready()
+	e.handoffTo(g) // before any stop signal: older generations learn where to send
 	if e.swap == nil || e.swap.gen != g {
 		// The first generation, or a restart: nothing to drain.
 		e.setServing(g)

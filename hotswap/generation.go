@@ -26,6 +26,7 @@ type generation struct {
 	drainStart time.Time
 	statusText string
 	notify     *reuseport.NotifySocket
+	handoff    string             // its handoff socket path (--handoff-keepalive), or ""
 	cancel     context.CancelFunc // stops the readiness probe and notify reader
 }
 
@@ -44,6 +45,7 @@ func (g *generation) close() {
 	if g.notify != nil {
 		_ = g.notify.Close()
 	}
+	g.removeHandoffSocket()
 }
 
 // startGeneration starts rel as the next generation with the listeners,
@@ -58,6 +60,7 @@ func (e *Engine) startGeneration(rel Release, first bool) (*generation, error) {
 	env := append([]string(nil), e.baseEnv...)
 	env = append(env, rel.Env...)
 	env = append(env, "HOTSWAP_GENERATION="+strconv.Itoa(id), "HOTSWAP_VERSION="+rel.Version)
+	env = append(env, e.handoffEnv(g)...)
 	if e.cfg.Ready.Kind == ReadyNotify {
 		path := filepath.Join(e.runDir, fmt.Sprintf("notify-%d-%d.sock", os.Getpid(), id))
 		ns, err := reuseport.NewNotifySocket(path)
