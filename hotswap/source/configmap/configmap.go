@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -14,8 +15,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
@@ -132,6 +136,24 @@ func New(opts Options) (*Source, error) {
 		name: fmt.Sprintf("configmap:%s/%s", opts.Namespace, opts.Name),
 	}
 	s.log = opts.Log.With("source", s.name, "key", opts.Key)
+	// The reflector's streaming list (WatchListClient) retries failed
+	// requests itself and tells no error handler: see every failed request
+	// here, so a missing Role or apiserver is reported, not only retried.
+	list, watchFn := s.lw.ListWithContextFunc, s.lw.WatchFuncWithContext
+	s.lw.ListWithContextFunc = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		obj, err := list(ctx, o)
+		if err != nil && ctx.Err() == nil {
+			s.watchError(err)
+		}
+		return obj, err
+	}
+	s.lw.WatchFuncWithContext = func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		w, err := watchFn(ctx, o)
+		if err != nil && ctx.Err() == nil {
+			s.watchError(err)
+		}
+		return w, err
+	}
 	return s, nil
 }
 
@@ -167,6 +189,12 @@ func (s *Source) Run(ctx context.Context, o source.Offerer) {
 // watchError reports list/watch failures once per distinct message, with
 // what to do about the usual ones.
 func (s *Source) watchError(err error) {
+	// A request error names a URL that changes with every retry (the watch
+	// timeout is randomised): keep only the cause.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = fmt.Errorf("%s %s: %w", ue.Op, s.opts.REST.Host, ue.Err)
+	}
 	msg := err.Error()
 	s.mu.Lock()
 	repeat := msg == s.lastErr
