@@ -27,6 +27,14 @@
 // boundary), and only then shuts down. Measured on hotswap's machines, plain
 // Shutdown loses a few requests per 20 swaps; Drain loses none.
 //
+// Keep-alive handoff: when the supervisor sets [HandoffSocketEnv] (hotswap
+// run --handoff-keepalive), Serve also receives HTTP/1.1 keep-alive
+// connections handed over by older generations, and Drain, once told where
+// to send ([SetHandoffTarget]), hands its own to the newer generation at
+// request boundaries (the socket itself, with SCM_RIGHTS) instead of closing
+// them, so clients never reconnect. TLS and HTTP/2 connections drain
+// normally. See docs/handoff.md.
+//
 // # For the supervisor (hotswap's engine, PID 1)
 //
 // [ParseAddr] and [Listen] bind the pod's listeners once. [ExportFiles]
@@ -44,6 +52,7 @@
 // It never imports Kubernetes code (a binary built without the kube features
 // must not link client-go), never waits for child processes (PID 1 has exactly
 // one reaper, in package entrypoint), and never calls shutdown(2) on a
-// listening socket: the socket is shared by every generation, and shutdown
-// acts on the socket, not on this process's descriptor.
+// listening socket or on a handed-over connection: the socket is shared by
+// (or now belongs to) another generation, and shutdown acts on the socket,
+// not on this process's descriptor.
 package reuseport
