@@ -1,7 +1,6 @@
 package kubetest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -229,18 +228,23 @@ func (c *Cluster) StartAPIServer() error {
 		return err
 	}
 	c.apiserver = p
-	rc, err := rest.UnversionedRESTClientFor(&rest.Config{
-		Host: c.Host, TLSClientConfig: rest.TLSClientConfig{CAData: c.pki.caCert, CertData: c.pki.adminCert, KeyData: c.pki.adminKey},
-		Timeout: 2 * time.Second,
-	})
+	cfg := c.Admin()
+	cfg.Timeout = 2 * time.Second
+	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return fmt.Errorf("kubetest: readyz client: %w", err)
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		body, err := rc.Get().AbsPath("/readyz").DoRaw(context.Background())
-		if err == nil && string(body) == "ok" {
-			return nil
+		var body []byte
+		resp, err := hc.Get(c.Host + "/readyz")
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && string(body) == "ok" {
+				return nil
+			}
+			err = fmt.Errorf("status %s: %s", resp.Status, body)
 		}
 		if p.exited() {
 			return c.procErr(p, errors.New("exited before /readyz was ok"))

@@ -1,0 +1,5 @@
+//go:build !typedclient
+
+package main
+
+func typedClientset() {}

@@ -1,0 +1,134 @@
+package kube_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/hotswap-dev/hotswap/hotswap"
+	"github.com/hotswap-dev/hotswap/hotswap/kube"
+)
+
+// BenchmarkObserveToAnnotationVisible measures one swap's time from the
+// SwapSucceeded Observe to a watcher on the apiserver seeing the new
+// version annotation, and the patches each swap costs.
+func BenchmarkObserveToAnnotationVisible(b *testing.B) {
+	e := newEnv(b, kube.RequiredRules())
+	r := e.start(b)
+	g := &engine{obs: r}
+	g.serveFirst("v0")
+	if err := waitFor(10*time.Second, func() error { return e.reported(1, "v0", hotswap.PhaseServing, corev1.ConditionTrue) }); err != nil {
+		b.Fatal(err)
+	}
+	w, err := cluster.Client().CoreV1().Pods(e.ns).Watch(context.Background(), metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("metadata.name", e.pod).String(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	before := r.Stats().Patches
+	var total time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		version := fmt.Sprintf("v%d", i)
+		g.st.Swaps++
+		g.st.Phase = hotswap.PhaseSwapping
+		g.emit(hotswap.SwapStarted, false, "swap to "+version)
+		g.st.Phase, g.st.Generation, g.st.Version = hotswap.PhaseServing, g.st.Generation+1, version
+		t0 := time.Now()
+		g.emit(hotswap.SwapSucceeded, false, "serving "+version)
+		waitWatch(b, w, version)
+		total += time.Since(t0)
+	}
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(i), "ms-to-visible/swap")
+	b.ReportMetric(float64(r.Stats().Patches-before)/float64(i), "patches/swap")
+}
+
+func waitWatch(b *testing.B, w watch.Interface, version string) {
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-w.ResultChan():
+			if p, ok := ev.Object.(*corev1.Pod); ok && p.Annotations[kube.AnnotationVersion] == version &&
+				p.Annotations[kube.AnnotationPhase] == string(hotswap.PhaseServing) {
+				return
+			}
+		case <-timeout:
+			b.Fatalf("version %s not seen by the watch after 10 s", version)
+		}
+	}
+}
+
+// BenchmarkReporterObserve is the cost of Observe on the engine's goroutine.
+func BenchmarkReporterObserve(b *testing.B) {
+	e := newEnv(b, kube.RequiredRules())
+	r, err := kube.New(kube.Config{Mode: kube.ModeOn, REST: e.sa, PodName: e.pod, PodNamespace: e.ns}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := hotswap.Event{Type: hotswap.SwapSucceeded, Time: time.Now(), Status: hotswap.Status{
+		Phase: hotswap.PhaseServing, Generation: 2, Version: "v2",
+		LastSwap: &hotswap.SwapResult{ID: 1, Result: hotswap.ResultSucceeded}}}
+	for b.Loop() {
+		ev.Status.Generation++
+		r.Observe(ev)
+	}
+}
+
+// BenchmarkTinyMainFootprint builds hack/kubesize (reporter + admin, static,
+// stripped) and runs it against the test apiserver, reporting its size and
+// its RSS once it has reported a swap; then the same with client-go's typed
+// clientset linked, for comparison.
+func BenchmarkTinyMainFootprint(b *testing.B) {
+	e := newEnv(b, kube.RequiredRules())
+	kc, err := cluster.WriteKubeconfig("kubesize", e.sa)
+	if err != nil {
+		b.Fatal(err)
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, variant := range []struct{ name, tags string }{{"corev1-only", ""}, {"typed-clientset", "typedclient"}} {
+		b.Run(variant.name, func(b *testing.B) {
+			bin := filepath.Join(b.TempDir(), "kubesize")
+			build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-tags="+variant.tags, "-o", bin, "./hack/kubesize")
+			build.Dir = root
+			build.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := build.CombinedOutput(); err != nil {
+				b.Fatalf("go build: %v\n%s", err, out)
+			}
+			st, err := os.Stat(bin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var rss float64
+			for b.Loop() {
+				out, err := exec.Command(bin, "--kubeconfig", kc, "--namespace", e.ns, "--pod", e.pod).Output()
+				if err != nil {
+					b.Fatalf("kubesize: %v", err)
+				}
+				var res struct{ RssKB int }
+				if err := json.Unmarshal(out, &res); err != nil {
+					b.Fatalf("kubesize output %q: %v", strings.TrimSpace(string(out)), err)
+				}
+				rss = max(rss, float64(res.RssKB)/1024)
+			}
+			b.ReportMetric(float64(st.Size())/1e6, "MB-binary")
+			b.ReportMetric(rss, "MB-RSS")
+		})
+	}
+}
