@@ -118,7 +118,7 @@ func mergeSources(fs *pflag.FlagSet) error {
 	}
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || f.Name == "config" {
+		if f.Changed || f.Name == "config" || f.Name == "help" || f.Name == "version" {
 			return
 		}
 		envName := "HOTSWAP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
