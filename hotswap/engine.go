@@ -94,6 +94,7 @@ type (
 		msg reuseport.NotifyMessage
 	}
 	restartEvent struct{}
+	rejectEvent  struct{ source, reason string }
 )
 
 // New prepares an engine: it validates cfg, binds the listeners and creates
@@ -196,6 +197,13 @@ func (e *Engine) Offer(r Release) {
 	case e.reqs <- swapReq{trigger: "source:" + r.Source, release: &r}:
 	case <-e.done:
 	}
+}
+
+// Reject records that a source found a release it could not even offer (a
+// manifest that does not parse, a file that vanished), so `hotswap status`
+// and a ReleaseRejected event say why no swap happened. Serving is untouched.
+func (e *Engine) Reject(source, reason string) {
+	e.post(rejectEvent{source: source, reason: reason})
 }
 
 // Run starts the first generation and supervises until shutdown; it returns
@@ -416,6 +424,15 @@ func (e *Engine) handle(ev any) {
 		e.onNotify(ev.g, ev.msg)
 	case restartEvent:
 		e.restart()
+	case rejectEvent:
+		r := SwapResult{Trigger: "source:" + ev.source, Started: time.Now(), Result: ResultRejected, Reason: ev.reason}
+		if e.serving != nil {
+			r.FromGen, r.FromVersion = e.serving.id, e.serving.release.Version
+		}
+		e.mu.Lock()
+		e.status.LastRejected = &r
+		e.mu.Unlock()
+		e.publish(ReleaseRejected, fmt.Sprintf("release from %s rejected, serving generation untouched: %s", ev.source, ev.reason), true)
 	}
 }
 

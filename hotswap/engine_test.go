@@ -267,3 +267,17 @@ func TestServingExitPropagatesCode(t *testing.T) {
 		t.Fatalf("exit code %d, want 7", code)
 	}
 }
+
+func TestRejectShowsInStatus(t *testing.T) {
+	e, rec, _ := startEngine(t, sh("exec sleep 60", "v1"), nil)
+	before := e.Status()
+	e.Reject("manifest:/etc/hotswap/release.yaml", "line 3: image: unknown field")
+	deadline := time.Now().Add(5 * time.Second)
+	for rec.count(ReleaseRejected) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := e.Status()
+	if st.LastRejected == nil || st.LastRejected.Reason != "line 3: image: unknown field" || st.PID != before.PID {
+		t.Fatalf("status after Reject: %+v", st)
+	}
+}

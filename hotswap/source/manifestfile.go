@@ -121,6 +121,9 @@ func OfferManifest(data []byte, base hotswap.Release, root, source string, log *
 	}
 	if err != nil {
 		log.Warn("release manifest refused; the serving generation keeps serving", "err", err)
+		if rj, ok := o.(Rejecter); ok {
+			rj.Reject(source, err.Error())
+		}
 		return
 	}
 	log.Info("release manifest read", "version", r.Version, "path", r.Path)

@@ -16,3 +16,11 @@ type OffererFunc func(hotswap.Release)
 
 // Offer calls f(r).
 func (f OffererFunc) Offer(r hotswap.Release) { f(r) }
+
+// Rejecter is implemented by an Offerer that also wants to hear about
+// releases a source refused before offering them (a manifest that does not
+// parse), so the refusal shows in `hotswap status` and as an event.
+// *hotswap.Engine is one.
+type Rejecter interface {
+	Reject(source, reason string)
+}
