@@ -7,8 +7,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as the helper processes of these tests (the
@@ -38,13 +36,11 @@ func runHelper(name string, args []string) int {
 		n, _ := strconv.Atoi(args[0])
 		return spawnZombies(n)
 	case "orphans":
-		// orphans N SPREAD FILE: start N helper "orphan" processes and
-		// exit; each orphan waits until we are gone, then writes "pid
-		// monotonic-ns" to FILE just before exiting, SPREAD apart.
+		// orphans N SPREAD FILE: start N orphans-to-be and exit; each
+		// waits until we are gone, then writes "pid realtime-seconds" to
+		// FILE just before exiting, SPREAD apart.
 		n, _ := strconv.Atoi(args[0])
 		return spawnOrphans(n, args[1], args[2])
-	case "orphan":
-		return orphanExit(args[0])
 	}
 	fmt.Fprintln(os.Stderr, "unknown helper", name)
 	return 2
@@ -82,40 +78,31 @@ func spawnOrphans(n int, spread, file string) int {
 		return 1
 	}
 	// The orphans block reading a pipe whose only write end is ours: they
-	// wake up when we have exited, i.e. once they are orphans.
+	// wake up when we have exited, i.e. once they are orphans. They are
+	// single-threaded bash processes that use builtins only, so "just
+	// before exiting" is a few microseconds before the exit, and the clock
+	// is $EPOCHREALTIME (µs).
 	var p [2]int
 	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
 		fmt.Fprintln(os.Stderr, "orphans:", err)
 		return 1
 	}
-	self, _ := os.Executable()
-	attr := &syscall.ProcAttr{Env: []string{helperEnv + "=orphan"}, Files: []uintptr{^uintptr(0), f.Fd(), 2, uintptr(p[0])}}
+	fifo := file + ".fifo" // read -t on it (opened rw) is a builtin sleep
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil && err != syscall.EEXIST {
+		fmt.Fprintln(os.Stderr, "orphans:", err)
+		return 1
+	}
+	const script = `read -r _ <&3; read -t "$1" _ <> "$2"; echo "$$ $EPOCHREALTIME"`
+	attr := &syscall.ProcAttr{Env: []string{}, Files: []uintptr{^uintptr(0), f.Fd(), 2, uintptr(p[0])}}
 	d, _ := time.ParseDuration(spread)
 	for i := range n {
-		_, err := syscall.ForkExec(self, []string{self, (time.Duration(i) * d).String()}, attr)
+		after := strconv.FormatFloat((time.Duration(i+1) * d).Seconds(), 'f', 6, 64)
+		_, err := syscall.ForkExec("/bin/bash", []string{"bash", "-c", script, "bash", after, fifo}, attr)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "orphans: fork:", err)
 			return 1
 		}
 	}
-	return 0
-}
-
-// orphanExit waits until fd 3 reports EOF (its parent has exited), sleeps
-// after, writes its PID and the monotonic clock to stdout and exits.
-func orphanExit(after string) int {
-	d, _ := time.ParseDuration(after)
-	var b [1]byte
-	for {
-		_, err := syscall.Read(3, b[:])
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	time.Sleep(d)
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	fmt.Fprintf(os.Stdout, "%d %d\n", os.Getpid(), ts.Nano())
 	return 0
 }
 
@@ -133,10 +120,4 @@ func procState(pid int) byte {
 	return 0
 }
 
-func monoNow() int64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
-}
-
-func fmtSscan(s string, pid *int, at *int64) (int, error) { return fmt.Sscan(s, pid, at) }
+func fmtSscan(s string, pid *int, at *float64) (int, error) { return fmt.Sscan(s, pid, at) }
