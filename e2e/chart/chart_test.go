@@ -423,3 +423,46 @@ func roleRules(t *testing.T, manifest string) []rbacv1.PolicyRule {
 	}
 	return r.Rules
 }
+
+// NOTES.txt tells how to swap and how to watch, for the release at hand.
+func TestNotes(t *testing.T) {
+	for _, c := range []struct {
+		name, values string
+		want         []string
+	}{
+		{"default", "", []string{
+			"kubectl exec -n shop $POD -- kill -USR2 1",
+			"kubectl exec -n shop $POD -- /hotswap swap",
+			"kubectl describe pod -n shop $POD",
+			"{.metadata.annotations}",
+			"hotswap.dev/ready",
+		}},
+		{"configmap", "release:\n  volume: {enabled: true}\n  configMap: {enabled: true}\n", []string{
+			"kubectl create configmap -n shop demo-hotswap-release --from-file=release.yaml=release.yaml",
+			"kubectl edit configmap -n shop demo-hotswap-release",
+		}},
+		{"init container", "hotswapBinary: {from: initContainer}\n", []string{
+			"kubectl exec -n shop $POD -- /opt/hotswap/hotswap swap",
+			"kubectl exec -n shop $POD -- /opt/hotswap/hotswap kill -USR2 1",
+		}},
+		{"reuseport sysctl", "mode: reuseport\nreuseport: {migrateReq: true}\n", []string{
+			"--allowed-unsafe-sysctls=net.ipv4.tcp_migrate_req",
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, err := helm(t, append([]string{"install", releaseName, chartDir(), "--namespace", namespace, "--dry-run=client"}, valuesFile(t, c.values)...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, notes, ok := strings.Cut(out, "NOTES:")
+			if !ok {
+				t.Fatalf("no NOTES in:\n%s", out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(notes, w) {
+					t.Errorf("NOTES lack %q:\n%s", w, notes)
+				}
+			}
+		})
+	}
+}
