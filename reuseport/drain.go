@@ -44,6 +44,7 @@ type connInfo struct {
 	state http.ConnState
 	told  atomic.Bool // a response carried "Connection: close"
 	hc    *hconn      // nil unless the connection can be handed over
+	http1 atomic.Bool // it carried an HTTP/1.x request (HTTP/2 never moves)
 }
 
 type connInfoKey struct{}
@@ -218,7 +219,7 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 			// net/http closes after a "Connection: close" response on its
 			// own; this covers a handler that removed the header again.
 			c.Close()
-		} else if ci.hc != nil {
+		} else if ci.hc != nil && ci.http1.Load() {
 			ci.hc.idle()
 		}
 	case http.StateActive:
@@ -256,6 +257,9 @@ func (s *Server) wrap(h http.Handler) http.Handler {
 			}
 			h.ServeHTTP(w, r)
 			return
+		}
+		if ci != nil {
+			ci.http1.Store(true)
 		}
 		if s.closeNow(ci, r) {
 			tell(w, ci)
