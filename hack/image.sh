@@ -42,5 +42,8 @@ printf 'root:x:0:\nnonroot:x:65532:\n' > "$ctx/rootfs/etc/group"
 chmod 0755 "$ctx/rootfs/hotswap" "$ctx/rootfs/run"; chmod 1777 "$ctx/rootfs/tmp"
 
 echo "image.sh: $BUILDER build -t $TAG" >&2
-"$BUILDER" build -q -f hack/Containerfile.prebuilt -t "$TAG" "$ctx" >&2
+extra=()
+# podman keeps the first stage as a dangling image unless told not to.
+[ "$BUILDER" = podman ] && extra=(--layers=false)
+"$BUILDER" build -q "${extra[@]}" -f hack/Containerfile.prebuilt -t "$TAG" "$ctx" >&2
 echo "$TAG"
