@@ -51,6 +51,9 @@ func (e *Engine) controlPath() string {
 // requests until ctx ends. Only our own user (or root) may connect: the
 // file mode enforces it and SO_PEERCRED double-checks.
 func (e *Engine) serveControl(ctx context.Context) (func(), error) {
+	if e.runDir == "" && e.cfg.ControlSocket == "" {
+		return nil, errors.New("no writable runtime directory")
+	}
 	path := e.controlPath()
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)

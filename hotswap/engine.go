@@ -133,7 +133,14 @@ func New(cfg Config, reaper *entrypoint.Reaper) (*Engine, error) {
 	}
 	dir, err := runtimeDir(cfg.RuntimeDir)
 	if err != nil {
-		return nil, err
+		if e.needsRuntimeDir() {
+			return nil, err
+		}
+		// Only the control socket would live there: like tini, run anyway
+		// on a read-only root with no writable mount; swaps still work by
+		// signal.
+		e.log.Warn("no control socket: `hotswap swap` and `hotswap status` will not work here; the swap signal still does", "err", err)
+		dir = ""
 	}
 	e.runDir = dir
 	for _, l := range cfg.Listeners {
@@ -152,6 +159,12 @@ func New(cfg Config, reaper *entrypoint.Reaper) (*Engine, error) {
 	e.current = cfg.Release
 	e.status = Status{Phase: PhaseStarting}
 	return e, nil
+}
+
+// needsRuntimeDir reports whether serving itself needs socket files:
+// sd_notify readiness does; the control socket alone does not.
+func (e *Engine) needsRuntimeDir() bool {
+	return e.cfg.Ready.Kind == ReadyNotify || e.cfg.HandoffKeepAlive
 }
 
 // RuntimeDir is where the control and notify sockets live.
@@ -262,6 +275,18 @@ func (e *Engine) Run(ctx context.Context) int {
 			sig := s.(syscall.Signal)
 			switch {
 			case sig == syscall.SIGTERM || sig == syscall.SIGINT:
+				// --rewrite applies to the shutdown signal too, as in
+				// dumb-init: TERM:QUIT stops every generation with QUIT
+				// (nginx's graceful stop); TERM:0 ignores TERM, leaving the
+				// kubelet's SIGKILL after the grace period to end the pod.
+				to, ok := e.cfg.Rewrite.Apply(sig)
+				if !ok {
+					e.log.Info("ignoring signal, as --rewrite asks", "signal", entrypoint.SignalName(sig))
+					continue
+				}
+				if to != sig {
+					e.cfg.StopSignal = to
+				}
 				if !e.stopping {
 					e.beginShutdown("received " + entrypoint.SignalName(sig))
 					stopTick, graceTimer = e.shutdownTimers()

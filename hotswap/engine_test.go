@@ -281,3 +281,18 @@ func TestRejectShowsInStatus(t *testing.T) {
 		t.Fatalf("status after Reject: %+v", st)
 	}
 }
+
+// On a read-only root with no writable mount, hotswap still runs like tini
+// when nothing but the control socket needs a file; sd_notify readiness
+// cannot work without one, so that is refused up front.
+func TestNoWritableRuntimeDir(t *testing.T) {
+	unwritable := "/proc/hotswap-test-no-such-dir"
+	cfg := Config{Release: sh("exec sleep 60", "v1"), RuntimeDir: unwritable, Ready: ReadyCheck{Kind: ReadyDelay}}
+	if _, err := New(cfg, reaper(t)); err != nil {
+		t.Fatalf("delay readiness without a runtime dir: %v", err)
+	}
+	cfg.Ready = ReadyCheck{Kind: ReadyNotify}
+	if _, err := New(cfg, reaper(t)); err == nil {
+		t.Fatal("notify readiness without a runtime dir: want an error")
+	}
+}

@@ -39,6 +39,11 @@ func killMain(args []string, stdout, stderr io.Writer) int {
 			}
 			sig = s
 			args = args[2:]
+		case a == "-0":
+			// kill -0 PID: deliver nothing, only check that PID exists and
+			// may be signalled (the usual liveness probe).
+			sig = 0
+			args = args[1:]
 		default:
 			if _, err := strconv.Atoi(a); err == nil && len(a) > 1 && a[1] != '0' && len(args) == 1 {
 				// "kill -1" alone would be PID -1 for some kills; we read it as a signal and need PIDs.

@@ -152,7 +152,6 @@ func TestRewriteSignals(t *testing.T) {
 // TestRewriteTermAtShutdown: --rewrite TERM:QUIT (the flag's own example,
 // dumb-init's most common use) makes SIGTERM reach the child as SIGQUIT.
 func TestRewriteTermAtShutdown(t *testing.T) {
-	t.Skip("known bug, reported to the lead: Run starts shutdown on TERM/INT with --stop-signal and never applies --rewrite to them; remove this Skip with the fix")
 	forModes(t, []mode{asPID1, onHost}, func(t *testing.T, m mode) {
 		log := filepath.Join(tempDir(t), "child.log")
 		r := startHotswap(t, opts{mode: m}, append([]string{"--rewrite", "TERM:QUIT"}, childCmd("log="+log, "anyexit")...)...)
