@@ -1,8 +1,16 @@
 package swap
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/hotswap-dev/hotswap/hotswap"
 )
 
 // TestSwapsHandoffKeepAlive: 50 swaps with --handoff-keepalive under the
@@ -33,4 +41,74 @@ func TestSwapsHandoffKeepAlive(t *testing.T) {
 	if len(gens) < ciSwaps+1 {
 		t.Errorf("%d generations answered, want %d (every swap's)", len(gens), ciSwaps+1)
 	}
+}
+
+// TestHandoffNewGenerationDiesAfterReady: with --handoff-keepalive, the new
+// generation is ready, takes the old one's idle connections, then fails
+// (drains and exits 1) while the old one still finishes a slow request. The
+// engine rolls back; the dying generation closes what it received with
+// Connection: close, the old one sends its last connection to the
+// rolled-back generation (or, if none is ready yet, keeps it with
+// Connection: close). No request fails.
+func TestHandoffNewGenerationDiesAfterReady(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
+	p := StartPod(t, PodConfig{Flags: []string{"--handoff-keepalive"}, Serve: []string{"--grace", "3s"}})
+	r := startLoad(t, p, mixedLoad(p.Addr, time.Minute))
+	slow, err := net.Dial("tcp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	br := bufio.NewReader(slow)
+	get := func(path string) *http.Response {
+		t.Helper()
+		fmt.Fprintf(slow, "GET %s HTTP/1.1\r\nHost: test\r\n\r\n", path)
+		slow.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("GET %s on a held connection: %v", path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if g := get("/").Header.Get("X-Hotswap-Generation"); g != "1" {
+		t.Fatalf("held connection answered by generation %q, want 1", g)
+	}
+	fmt.Fprintf(slow, "GET /?sleep=1500ms HTTP/1.1\r\nHost: test\r\n\r\n") // in flight on generation 1
+	time.Sleep(100 * time.Millisecond)
+	p.SetServeFlags("--exit-after-ready", "300ms", "--exit-drain", "--grace", "200ms")
+	r.MarkSwap(time.Now())
+	res, err := p.Swap(ctxFor(t, 30*time.Second))
+	if err != nil || res.Result != hotswap.ResultSucceeded || res.ToGen != 2 {
+		t.Fatalf("swap: %+v %v", res, err)
+	}
+	p.SetServeFlags("--grace", "3s")
+	r.MarkSwap(time.Now().Add(300 * time.Millisecond))
+	if _, err := p.WaitLog(ctxFor(t, 10*time.Second), func(l logRec) bool { return strings.Contains(l.Msg, "rolling back") }); err != nil {
+		t.Fatalf("no rollback logged: %v", err)
+	}
+	slow.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("slow request: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if g := resp.Header.Get("X-Hotswap-Generation"); g != "1" || resp.StatusCode != 200 {
+		t.Fatalf("slow request answered by generation %q with %s", g, resp.Status)
+	}
+	if !resp.Close {
+		// Kept alive: it moved on (to the rolled-back generation).
+		time.Sleep(200 * time.Millisecond)
+		resp = get("/")
+		t.Logf("held connection after the rollback: generation %s", resp.Header.Get("X-Hotswap-Generation"))
+	}
+	if err := p.WaitPhase(ctxFor(t, 10*time.Second), hotswap.PhaseServing); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	finishLoad(t, r)
 }
