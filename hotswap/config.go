@@ -171,6 +171,10 @@ type Config struct {
 	// between restarts with OnExitRestart; a run longer than RestartReset
 	// resets it.
 	RestartBackoff, RestartBackoffMax, RestartReset time.Duration
+	// RollbackWindow: a generation that took over by a swap and dies within
+	// this time (or while its predecessor still drains) is replaced by the
+	// previous release at once instead of following OnExit.
+	RollbackWindow time.Duration
 	// MaxGenerations bounds live generations (serving + draining +
 	// starting); a swap waits for a draining one to exit past it.
 	MaxGenerations int
@@ -234,6 +238,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxGenerations == 0 {
 		c.MaxGenerations = 4
+	}
+	if c.RollbackWindow == 0 {
+		c.RollbackWindow = 10 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()

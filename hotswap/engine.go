@@ -46,7 +46,8 @@ type Engine struct {
 	serving    *generation
 	lastGen    int
 	current    Release
-	previous   Release // the release before the last successful swap
+	previous   Release     // the release before the last successful swap
+	swappedIn  *generation // the generation that last took over by a swap
 	swap       *swapRun
 	queued     *swapRun
 	lastFailed *Release
@@ -504,6 +505,7 @@ func (e *Engine) onReady(g *generation) {
 	}
 	old := e.serving
 	e.setServing(g)
+	e.swappedIn = g
 	e.previous = e.current
 	e.current = g.release
 	e.lastFailed = nil
@@ -634,9 +636,11 @@ func (e *Engine) onExit(g *generation) {
 		return
 	}
 	e.publish(ChildExited, fmt.Sprintf("serving generation %d exited on its own: %s", g.id, st), st.Code() != 0)
-	if e.drainingCount() > 0 && e.previous.Path != "" {
-		// It died while its predecessor still drains: the swap did not
-		// hold. Roll back to the previous release at once — even when it is
+	justSwapped := g == e.swappedIn && time.Since(g.readyAt) < e.cfg.RollbackWindow
+	if e.previous.Path != "" && (e.drainingCount() > 0 || justSwapped) {
+		// It died while its predecessor still drains, or within
+		// --rollback-window of taking over (with --handoff-keepalive the
+		// old one is gone within milliseconds): the swap did not hold. Roll back to the previous release at once — even when it is
 		// the same release (a swap that restarts the command): what the old
 		// generation ran was serving a moment ago, while exiting would take
 		// the pod down. In handoff mode the shared accept queue keeps new
@@ -645,7 +649,7 @@ func (e *Engine) onExit(g *generation) {
 		if rel := g.release; !e.previous.Same(rel) {
 			e.lastFailed = &rel
 		}
-		e.log.Warn("new generation died while the old one drained; rolling back", append(attrs, "to", e.previous.String())...)
+		e.log.Warn("new generation died right after the swap; rolling back", append(attrs, "to", e.previous.String())...)
 		e.current, e.previous = e.previous, Release{}
 		e.restartNow()
 		return

@@ -296,3 +296,22 @@ func TestNoWritableRuntimeDir(t *testing.T) {
 		t.Fatal("notify readiness without a runtime dir: want an error")
 	}
 }
+
+// A swapped-in generation that dies right after taking over is replaced by
+// the previous release, not left to --on-exit (which would end the pod).
+func TestDeathRightAfterSwapRollsBack(t *testing.T) {
+	e, rec, _ := startEngine(t, sh("exec sleep 60", "v1"), func(c *Config) {
+		c.DrainTimeout = 50 * time.Millisecond // the old one is gone at once, as with --handoff-keepalive
+	})
+	flaky := sh("sleep 0.5; exit 1", "v2")
+	flaky.Source = "test"
+	e.Offer(flaky)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if st := e.Status(); st.Version == "v1" && rec.count(SwapSucceeded) == 1 && rec.count(ChildExited) == 1 && st.Phase == PhaseServing {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no rollback to v1: status %+v, succeeded %d, exited %d", e.Status(), rec.count(SwapSucceeded), rec.count(ChildExited))
+}

@@ -51,6 +51,7 @@ func addRunFlags(f *pflag.FlagSet) {
 	f.Duration("drain-timeout", 0, "how long an old generation may drain before its group is SIGKILLed (default 20s)")
 	f.Duration("grace", 0, "on SIGTERM: how long generations may stop before SIGKILL (default 25s; keep below terminationGracePeriodSeconds)")
 	f.String("on-exit", "exit", "when the serving process exits on its own: exit (with its code) or restart (in place, with backoff)")
+	f.Duration("rollback-window", 10*time.Second, "a swapped-in generation that dies within this time rolls back to the previous release instead of following --on-exit")
 	f.Int("max-generations", 4, "bound on live generations (serving + draining + starting); further swaps wait")
 	f.String("release-version", "", "version label of the command-line release (HOTSWAP_VERSION of the first generation)")
 	f.String("runtime-dir", "", "directory for the control and notify sockets (default /run/hotswap, else $TMPDIR/hotswap-UID)")
@@ -240,6 +241,10 @@ func loadOptions(fs *pflag.FlagSet, args []string) (*options, error) {
 	}
 	if cfg.OnExit, err = hotswap.ParseOnExit(get("on-exit")); err != nil {
 		return nil, bad("on-exit", err)
+	}
+	cfg.RollbackWindow, _ = fs.GetDuration("rollback-window")
+	if cfg.RollbackWindow <= 0 {
+		return nil, bad("rollback-window", fmt.Errorf("must be positive, e.g. 10s"))
 	}
 	cfg.MaxGenerations, _ = fs.GetInt("max-generations")
 	if cfg.MaxGenerations < 2 {
