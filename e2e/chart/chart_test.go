@@ -111,7 +111,13 @@ func valuesFile(t *testing.T, v string) []string {
 
 func render(t *testing.T, values string) string {
 	t.Helper()
-	out, err := helm(t, append([]string{"template", releaseName, chartDir(), "--namespace", namespace}, valuesFile(t, values)...)...)
+	return renderIn(t, namespace, values)
+}
+
+// renderIn renders for a release in namespace ns (the RoleBinding names it).
+func renderIn(t *testing.T, ns, values string) string {
+	t.Helper()
+	out, err := helm(t, append([]string{"template", releaseName, chartDir(), "--namespace", ns}, valuesFile(t, values)...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,7 +95,7 @@ func TestRoleOnAPIServer(t *testing.T) {
 	if err := c.CreateNamespace(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	manifest := render(t, "release:\n  configMap:\n    enabled: true\n    manifest: {version: v1, binary: /releases/v1/server}\n")
+	manifest := renderIn(t, ns, "release:\n  configMap:\n    enabled: true\n    manifest: {version: v1, binary: /releases/v1/server}\n")
 	if out, err := c.Kubectl(ctx, "apply", "-n", ns, "-f", writeTemp(t, manifest)); err != nil {
 		t.Fatal(err)
 	} else {
