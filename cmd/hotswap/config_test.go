@@ -69,3 +69,21 @@ func TestBadConfigNamesKeyAndValue(t *testing.T) {
 		})
 	}
 }
+
+func TestInstallSelf(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "opt", "hotswap")
+	dst, err := installSelf(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dst)
+	if err != nil || fi.Mode().Perm() != 0o555 || fi.Size() == 0 {
+		t.Fatalf("installed binary: %v %v", fi, err)
+	}
+	if target, err := os.Readlink(filepath.Join(dir, "kill")); err != nil || target != "hotswap" {
+		t.Fatalf("kill link: %q %v", target, err)
+	}
+	if _, err := installSelf(dir); err != nil { // idempotent: an init container may run twice
+		t.Fatal(err)
+	}
+}

@@ -47,7 +47,7 @@ func newRootCommand() *cobra.Command {
 			return runMain(cmd.Context(), cmd.Flags(), args)
 		}
 	}
-	root.AddCommand(run, newVersionCommand(), newSwapCommand(), newStatusCommand(), newDemoCommand(), newServeCommand(), newKillCommand(), newFlagsDocCommand())
+	root.AddCommand(run, newVersionCommand(), newSwapCommand(), newStatusCommand(), newDemoCommand(), newServeCommand(), newKillCommand(), newFlagsDocCommand(), newInstallCommand())
 	root.SetVersionTemplate("hotswap {{.Version}}\n")
 	return root
 }
