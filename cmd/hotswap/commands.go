@@ -213,20 +213,22 @@ func newFlagsDocCommand() *cobra.Command {
 		Short:  "Print the configuration reference (Markdown) generated from the flags",
 		Hidden: true,
 		Args:   cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
-			addRunFlags(fs)
-			w := cmd.OutOrStdout()
-			fmt.Fprintln(w, "| flag | environment | config key | default | meaning |")
-			fmt.Fprintln(w, "| --- | --- | --- | --- | --- |")
-			fs.VisitAll(func(f *pflag.Flag) {
-				env := "HOTSWAP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-				def := f.DefValue
-				if def == "" || def == "[]" || def == "0s" {
-					def = "—"
-				}
-				fmt.Fprintf(w, "| `--%s` | `%s` | `%s` | %s | %s |\n", f.Name, env, f.Name, strings.Trim(def, "[]"), strings.ReplaceAll(f.Usage, "|", "\\|"))
-			})
-		},
+		Run:    func(cmd *cobra.Command, _ []string) { writeFlagsDoc(cmd.OutOrStdout()) },
 	}
+}
+
+// writeFlagsDoc writes one table row per flag of `hotswap run`.
+func writeFlagsDoc(w io.Writer) {
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	addRunFlags(fs)
+	fmt.Fprintln(w, "| flag | environment / config key | default | meaning |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- |")
+	fs.VisitAll(func(f *pflag.Flag) {
+		env := "HOTSWAP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		def := strings.Trim(f.DefValue, "[]")
+		if def == "" || def == "0s" || def == "false" {
+			def = "—"
+		}
+		fmt.Fprintf(w, "| `--%s` | `%s` / `%s` | %s | %s |\n", f.Name, env, f.Name, def, strings.ReplaceAll(f.Usage, "|", "\\|"))
+	})
 }

@@ -47,9 +47,9 @@ func addRunFlags(f *pflag.FlagSet) {
 	f.String("stop-signal", "TERM", "signal that asks a generation to drain and exit (QUIT for nginx)")
 	f.String("swap-signal", "USR2", "signal that triggers a swap")
 	f.StringSlice("rewrite", nil, "FROM:TO signal rewrite for forwarded signals, e.g. TERM:QUIT; TO=0 drops (repeatable)")
-	f.Duration("start-timeout", 0, "how long a new generation may take to become ready before the swap fails (default 30s)")
-	f.Duration("drain-timeout", 0, "how long an old generation may drain before its group is SIGKILLed (default 20s)")
-	f.Duration("grace", 0, "on SIGTERM: how long generations may stop before SIGKILL (default 25s; keep below terminationGracePeriodSeconds)")
+	f.Duration("start-timeout", 30*time.Second, "how long a new generation may take to become ready before the swap fails")
+	f.Duration("drain-timeout", 20*time.Second, "how long an old generation may drain before its group is SIGKILLed")
+	f.Duration("grace", 25*time.Second, "on SIGTERM: how long generations may stop before SIGKILL (keep below terminationGracePeriodSeconds)")
 	f.String("on-exit", "exit", "when the serving process exits on its own: exit (with its code) or restart (in place, with backoff)")
 	f.Duration("rollback-window", 10*time.Second, "a swapped-in generation that dies within this time rolls back to the previous release instead of following --on-exit")
 	f.Int("max-generations", 4, "bound on live generations (serving + draining + starting); further swaps wait")
@@ -234,8 +234,8 @@ func loadOptions(fs *pflag.FlagSet, args []string) (*options, error) {
 		dst  *time.Duration
 	}{{"start-timeout", &cfg.StartTimeout}, {"drain-timeout", &cfg.DrainTimeout}, {"grace", &cfg.Grace}} {
 		v, _ := fs.GetDuration(d.flag)
-		if v < 0 {
-			return nil, bad(d.flag, fmt.Errorf("%s: must not be negative", v))
+		if v <= 0 {
+			return nil, bad(d.flag, fmt.Errorf("%s: must be positive, e.g. 10s", v))
 		}
 		*d.dst = v
 	}

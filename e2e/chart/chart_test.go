@@ -261,7 +261,7 @@ func typed[T any](t *testing.T, manifest, kind string) *T {
 	return nil
 }
 
-var flagRow = regexp.MustCompile("^\\| `--([a-z0-9-]+)` \\| `(HOTSWAP_[A-Z0-9_]+)` \\|")
+var flagRow = regexp.MustCompile("^\\| `--([a-z0-9-]+)` \\| `(HOTSWAP_[A-Z0-9_]+)`")
 
 // hotswapFlags returns the flag names and HOTSWAP_* variables of the
 // hotswap binary built from this tree, from `hotswap flags-doc`.
