@@ -53,20 +53,25 @@ has_version() {
   esac
 }
 
+# check: set missing_kube, need_etcd, need_helm; true when nothing is missing.
+check() {
+  missing_kube=""
+  for b in $KUBE_BINS; do has_version "$b" || missing_kube="$missing_kube $b"; done
+  need_etcd=; has_version etcd || need_etcd=1
+  need_helm=; has_version helm || need_helm=1
+  [ -z "$missing_kube" ] && [ -z "$need_etcd" ] && [ -z "$need_helm" ]
+}
+
 mkdir -p "$DEST"
+# Warm cache: done, without waiting for a build of other binaries that
+# another run may hold the lock for.
+if check; then echo "$DEST"; exit 0; fi
 # Two runs at once (e.g. the default set in the background and --cluster in
-# the foreground) must not build into the same files: serialise on a lock.
+# the foreground) must not build into the same files: serialise on a lock,
+# then look again (the other run may have built what we need).
 exec 9>"$DEST/.lock"
 flock 9
-
-missing_kube=""
-for b in $KUBE_BINS; do has_version "$b" || missing_kube="$missing_kube $b"; done
-need_etcd=; has_version etcd || need_etcd=1
-need_helm=; has_version helm || need_helm=1
-
-if [ -z "$missing_kube" ] && [ -z "$need_etcd" ] && [ -z "$need_helm" ]; then
-  echo "$DEST"; exit 0
-fi
+if check; then echo "$DEST"; exit 0; fi
 
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
