@@ -64,7 +64,21 @@ func Listener(name, fallbackAddr string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := Listen(context.Background(), network, address)
+	var ln net.Listener
+	if os.Getenv("HOTSWAP_GENERATION") != "" {
+		// A generation under hotswap --mode reuseport: once ready it takes
+		// the group's new connections, so that the previous generation's
+		// listener closes idle (steer_linux.go).
+		var st *steerer
+		ln, st, err = listenSteered(context.Background(), network, address)
+		if st != nil {
+			steerers.mu.Lock()
+			steerers.all = append(steerers.all, st)
+			steerers.mu.Unlock()
+		}
+	} else {
+		ln, err = Listen(context.Background(), network, address)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -21,7 +21,8 @@ const UnixSocketMode fs.FileMode = 0o666
 
 // Listen binds a stream listener with SO_REUSEADDR and SO_REUSEPORT (TCP), so
 // that several processes of the same user can bind the same port and the
-// kernel spreads connections among them. For a unix socket path, a stale
+// kernel spreads connections among them. TCP listeners are plain TCP, not
+// MPTCP (Go's default for listeners since Go 1.24). For a unix socket path, a stale
 // socket file left by a process that died is removed first (a live one is an
 // error, and so is a file that is not a socket); the socket gets
 // [UnixSocketMode]. network and address are as returned by [ParseAddr].
@@ -30,6 +31,11 @@ func Listen(ctx context.Context, network, address string) (net.Listener, error) 
 	switch network {
 	case "tcp", "tcp4", "tcp6":
 		lc.Control = controlReusePort
+		// Plain TCP: Go (>= 1.24) makes listeners MPTCP sockets by default,
+		// and an MPTCP socket refuses most socket options, among them
+		// SO_ATTACH_REUSEPORT_CBPF, which steering (steer_linux.go) needs.
+		// Clients fall back to TCP anyway unless they ask for MPTCP.
+		lc.SetMultipathTCP(false)
 	case "unix":
 		if !strings.HasPrefix(address, "@") {
 			if err := removeStaleSocket(address); err != nil {

@@ -1,0 +1,289 @@
+package reuseport
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Steering: a ready generation takes every new connection of its
+// SO_REUSEPORT group, so that the previous generation's listener is idle when
+// it closes.
+//
+// Why: with net.ipv4.tcp_migrate_req=1 the kernel moves what is queued on a
+// closing listener (accept queue, half-open requests) to another listener of
+// the group, but one race is not covered. When the final ACK of a handshake
+// the old listener answered is processed on one CPU while close(2) runs on
+// another, tcp_v4_rcv sees the listener still in TCP_LISTEN, creates the
+// child, and inet_csk_complete_hashdance -> inet_csk_reqsk_queue_add then
+// finds it in TCP_CLOSE and calls inet_child_forget: the child is
+// disconnected, which sends a RST to a client that already completed its
+// connect (net/ipv4/inet_connection_sock.c; no migration is tried on that
+// path). A listener that no new SYN reaches has no handshake in flight when
+// it closes, and nothing to race with.
+//
+// How, without eBPF privileges: SO_ATTACH_REUSEPORT_CBPF with a program
+// that returns the index of this generation's socket in the group's socket
+// array (an index past the end falls back to the hash, as without a
+// program). The kernel appends a joining listener to the array and, when one
+// leaves, moves the last one into its slot, so the index is known only in
+// the case that matters: the group held exactly one listener (the previous
+// generation) before this one joined, and still holds both when this one
+// is ready — then this one is at index 1. Otherwise nothing is steered and
+// the kernel spreads by hash, as before.
+
+const (
+	soAttachReuseportCBPF = 51 // SO_ATTACH_REUSEPORT_CBPF
+	soDetachReuseportBPF  = 68 // SO_DETACH_REUSEPORT_BPF
+)
+
+// steerer is one listener that may steer its group to itself once ready.
+type steerer struct {
+	ln       *net.TCPListener
+	joinedAs int // listeners in the group right after this one joined, if it was second; else 0
+}
+
+var steerers struct {
+	mu  sync.Mutex
+	all []*steerer
+}
+
+// listenSteered binds like Listen and remembers whether this listener
+// joined a group of exactly one other listener.
+func listenSteered(ctx context.Context, network, address string) (net.Listener, *steerer, error) {
+	before, berr := listenersDump()
+	ln, err := Listen(ctx, network, address)
+	if err != nil {
+		return nil, nil, err
+	}
+	tl, ok := ln.(*net.TCPListener)
+	if !ok || berr != nil {
+		return ln, nil, nil
+	}
+	t := &steerer{ln: tl}
+	self, err := localEntry(tl)
+	if err != nil || self.port == 0 {
+		return ln, nil, nil
+	}
+	// A program left by an earlier generation must not steer to an index
+	// that means something else now: spread by hash until this one is ready.
+	_ = t.control(func(fd int) error {
+		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, soDetachReuseportBPF, 0)
+	})
+	after, err := listenersDump()
+	if err == nil && countEntry(before, self) == 1 && countEntry(after, self) == 2 {
+		t.joinedAs = 2
+	}
+	return ln, t, nil
+}
+
+// steer steers every new connection of the group to t's listener, if the
+// group is still the two listeners it was when t joined; it reports whether
+// it did.
+func (t *steerer) steer() (bool, error) {
+	if t == nil || t.joinedAs != 2 {
+		return false, nil
+	}
+	self, err := localEntry(t.ln)
+	if err != nil {
+		return false, err
+	}
+	now, err := listenersDump()
+	if err != nil {
+		return false, err
+	}
+	if countEntry(now, self) != 2 {
+		// The previous one has gone (this one is alone: nothing to steer),
+		// or the group changed in a way that hides this one's index.
+		return false, nil
+	}
+	prog := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 1}}
+	err = t.control(func(fd int) error {
+		return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, soAttachReuseportCBPF,
+			&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
+	})
+	if err != nil {
+		return false, fmt.Errorf("reuseport: steer new connections to %s: %w", t.ln.Addr(), err)
+	}
+	return true, nil
+}
+
+func (t *steerer) control(f func(fd int) error) error {
+	rc, err := t.ln.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+// steerAll runs steer for every listener bound by Listener's fallback.
+func steerAll() {
+	steerers.mu.Lock()
+	defer steerers.mu.Unlock()
+	for _, t := range steerers.all {
+		_, _ = t.steer() // best effort: without it the kernel spreads by hash
+	}
+}
+
+// listenEntry is a listening socket as sock_diag reports it.
+type listenEntry struct {
+	family uint8
+	addr   [16]byte
+	port   uint16
+}
+
+func localEntry(ln *net.TCPListener) (listenEntry, error) {
+	var e listenEntry
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return e, err
+	}
+	var sa unix.Sockaddr
+	var serr error
+	if err := rc.Control(func(fd uintptr) { sa, serr = unix.Getsockname(int(fd)) }); err != nil {
+		return e, err
+	}
+	if serr != nil {
+		return e, serr
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		e.family, e.port = unix.AF_INET, uint16(sa.Port)
+		copy(e.addr[:4], sa.Addr[:])
+	case *unix.SockaddrInet6:
+		e.family, e.port = unix.AF_INET6, uint16(sa.Port)
+		e.addr = sa.Addr
+	default:
+		return e, errors.New("not an inet socket")
+	}
+	return e, nil
+}
+
+func countEntry(es []listenEntry, self listenEntry) int {
+	n := 0
+	for _, e := range es {
+		if e == self {
+			n++
+		}
+	}
+	return n
+}
+
+// inetDiagReqV2 is struct inet_diag_req_v2 (linux/inet_diag.h).
+type inetDiagReqV2 struct {
+	Family   uint8
+	Protocol uint8
+	Ext      uint8
+	Pad      uint8
+	States   uint32
+	ID       inetDiagSockID
+}
+
+type inetDiagSockID struct {
+	Sport  [2]byte // network byte order
+	Dport  [2]byte
+	Src    [16]byte
+	Dst    [16]byte
+	If     uint32
+	Cookie [2]uint32
+}
+
+// inetDiagMsg is the head of struct inet_diag_msg.
+type inetDiagMsg struct {
+	Family  uint8
+	State   uint8
+	Timer   uint8
+	Retrans uint8
+	ID      inetDiagSockID
+}
+
+const tcpListen = 10 // TCP_LISTEN
+
+// listenersDump lists the TCP sockets in LISTEN state of this network
+// namespace (IPv4 and IPv6), through NETLINK_SOCK_DIAG; no privileges needed.
+func listenersDump() ([]listenEntry, error) {
+	var out []listenEntry
+	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		es, err := dumpFamily(family)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, es...)
+	}
+	return out, nil
+}
+
+func dumpFamily(family uint8) ([]listenEntry, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	req := inetDiagReqV2{Family: family, Protocol: unix.IPPROTO_TCP, States: 1 << tcpListen}
+	hdr := unix.NlMsghdr{
+		Len:   uint32(unix.SizeofNlMsghdr + unsafe.Sizeof(req)),
+		Type:  unix.SOCK_DIAG_BY_FAMILY,
+		Flags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP,
+		Seq:   1,
+	}
+	var buf bytes.Buffer
+	binary.Write(&buf, binary.NativeEndian, hdr)
+	binary.Write(&buf, binary.NativeEndian, req)
+	if err := unix.Sendto(fd, buf.Bytes(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, err
+	}
+	var out []listenEntry
+	rb := make([]byte, 64<<10)
+	for {
+		n, _, err := unix.Recvfrom(fd, rb, 0)
+		if err != nil {
+			return nil, err
+		}
+		msgs, err := syscall.ParseNetlinkMessage(rb[:n])
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return out, nil
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
+						return nil, unix.Errno(-errno)
+					}
+				}
+				return out, nil
+			}
+			var dm inetDiagMsg
+			if len(m.Data) < int(unsafe.Sizeof(dm)) {
+				continue
+			}
+			if err := binary.Read(bytes.NewReader(m.Data), binary.NativeEndian, &dm); err != nil {
+				continue
+			}
+			if dm.State != tcpListen {
+				continue
+			}
+			e := listenEntry{family: dm.Family, port: binary.BigEndian.Uint16(dm.ID.Sport[:])}
+			if dm.Family == unix.AF_INET {
+				copy(e.addr[:4], dm.ID.Src[:4])
+			} else {
+				e.addr = dm.ID.Src
+			}
+			out = append(out, e)
+		}
+	}
+}
