@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -105,11 +107,25 @@ func supervise(ctx context.Context, opts *options) error {
 		}
 	}
 	code := eng.Run(ctx)
+	// Let features finish their last act (the reporter's final patch, the
+	// admin endpoint's shutdown), bounded so exit is never held up long.
+	cancel()
+	done := make(chan struct{})
+	go func() { background.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		log.Warn("features did not stop within 3s; exiting anyway")
+	}
 	if code != 0 {
 		return &exitError{code: code, err: fmt.Errorf("")}
 	}
 	return nil
 }
+
+// background holds the goroutines features start; supervise waits for them
+// (briefly) before exiting.
+var background sync.WaitGroup
 
 // newLogger builds the slog logger for --log-format and --log-level.
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
