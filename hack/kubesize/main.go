@@ -9,7 +9,7 @@
 //	kubesize --kubeconfig FILE --namespace NS --pod NAME
 //
 // It reports one swap, waits until the pod shows it, and prints one JSON
-// line: {"rssKB":..., "patches":...}.
+// line: {"rssKB":..., "rssAnonKB":..., "rssFileKB":..., "patches":...}.
 package main
 
 import (
@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,22 +66,35 @@ func run(kubeconfig, ns, pod string) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond) // let the steady state settle
-	rss, err := rssKB()
+	mem, err := memKB("VmRSS", "RssAnon", "RssFile")
 	if err != nil {
 		return err
 	}
-	return json.NewEncoder(os.Stdout).Encode(map[string]any{"rssKB": rss, "patches": r.Stats().Patches})
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{
+		"rssKB": mem["VmRSS"], "rssAnonKB": mem["RssAnon"], "rssFileKB": mem["RssFile"], "patches": r.Stats().Patches,
+	})
 }
 
-func rssKB() (int, error) {
+// memKB reads the named kB fields of /proc/self/status.
+func memKB(names ...string) (map[string]int, error) {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return 0, fmt.Errorf("read /proc/self/status: %w", err)
+		return nil, fmt.Errorf("read /proc/self/status: %w", err)
 	}
+	out := map[string]int{}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		name, v, ok := strings.Cut(line, ":")
+		if !ok || !slices.Contains(names, name) {
+			continue
 		}
+		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		if err != nil {
+			return nil, fmt.Errorf("parse %s in /proc/self/status: %w", name, err)
+		}
+		out[name] = n
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/self/status")
+	if len(out) != len(names) {
+		return nil, fmt.Errorf("/proc/self/status lacks some of %v", names)
+	}
+	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,20 +116,27 @@ func BenchmarkTinyMainFootprint(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			var rss float64
+			var rss, anon, file []float64
 			for b.Loop() {
 				out, err := exec.Command(bin, "--kubeconfig", kc, "--namespace", e.ns, "--pod", e.pod).Output()
 				if err != nil {
 					b.Fatalf("kubesize: %v", err)
 				}
-				var res struct{ RssKB int }
+				var res struct{ RssKB, RssAnonKB, RssFileKB int }
 				if err := json.Unmarshal(out, &res); err != nil {
 					b.Fatalf("kubesize output %q: %v", strings.TrimSpace(string(out)), err)
 				}
-				rss = max(rss, float64(res.RssKB)/1024)
+				rss, anon, file = append(rss, float64(res.RssKB)/1024), append(anon, float64(res.RssAnonKB)/1024), append(file, float64(res.RssFileKB)/1024)
 			}
 			b.ReportMetric(float64(st.Size())/1e6, "MB-binary")
-			b.ReportMetric(rss, "MB-RSS")
+			b.ReportMetric(median(rss), "MiB-RSS")
+			b.ReportMetric(median(anon), "MiB-RssAnon")
+			b.ReportMetric(median(file), "MiB-RssFile")
 		})
 	}
+}
+
+func median(v []float64) float64 {
+	slices.Sort(v)
+	return v[len(v)/2]
 }

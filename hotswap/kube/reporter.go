@@ -309,6 +309,9 @@ func (r *Reporter) sync(ctx context.Context, k key) error {
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err != nil && ctx.Err() != nil {
+		return err // shutting down: Run's final flush sends it again; not an apiserver error
+	}
 	if err != nil {
 		r.patchErrs.Add(1)
 		if msg := err.Error(); r.failing[k] != msg {
