@@ -19,6 +19,6 @@
 //
 // It must never: block the caller of Observe, retry or wait on the serving
 // path, import k8s.io/client-go/kubernetes (its scheme registers every API
-// group and adds about 9 MB to the binary) or any API group but core/v1,
+// group: measured +10.7 MB stripped, +7 MiB RSS) or any API group but core/v1,
 // or be imported by entrypoint or reuseport.
 package kube
