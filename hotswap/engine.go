@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,6 +38,8 @@ type Engine struct {
 	reqs   chan swapReq
 	events chan any
 	done   chan struct{}
+
+	restarts atomic.Uint64 // --on-exit=restart restarts, for metrics
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -167,6 +170,9 @@ func New(cfg Config, reaper *entrypoint.Reaper) (*Engine, error) {
 func (e *Engine) needsRuntimeDir() bool {
 	return e.cfg.Ready.Kind == ReadyNotify || e.cfg.HandoffKeepAlive
 }
+
+// Restarts is how many times --on-exit=restart restarted the serving child.
+func (e *Engine) Restarts() uint64 { return e.restarts.Load() }
 
 // RuntimeDir is where the control and notify sockets live.
 func (e *Engine) RuntimeDir() string { return e.runDir }
@@ -662,6 +668,7 @@ func (e *Engine) onExit(g *generation) {
 }
 
 func (e *Engine) scheduleRestart(g *generation) {
+	e.restarts.Add(1)
 	if time.Since(g.proc.Started) > e.cfg.RestartReset {
 		e.backoff = 0
 	}

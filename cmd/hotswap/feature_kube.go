@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
 
 	"github.com/hotswap-dev/hotswap/hotswap"
 	"github.com/hotswap-dev/hotswap/hotswap/admin"
@@ -52,6 +53,9 @@ func setupKube(_ context.Context, fs *pflag.FlagSet, cfg *hotswap.Config, log *s
 	if !rep.Enabled() {
 		return nil, nil
 	}
+	// client-go logs through klog; send it to our slog handler, so its
+	// lines share hotswap's format (text or JSON) and level.
+	klog.SetSlogLogger(log.With("component", "client-go"))
 	reportErrors = rep.Errors
 	cfg.Observers = append(cfg.Observers, rep)
 	return func(ctx context.Context, _ *hotswap.Engine) error {
@@ -74,6 +78,7 @@ func setupAdmin(_ context.Context, fs *pflag.FlagSet, cfg *hotswap.Config, log *
 		Addr:          addr,
 		OrphansReaped: func() uint64 { return eng.Reaper().Orphans() },
 		LiveChildren:  func() int { return eng.Reaper().Live() },
+		ChildRestarts: func() uint64 { return eng.Restarts() },
 		ReportErrors: func() uint64 {
 			if reportErrors == nil {
 				return 0
