@@ -87,8 +87,8 @@ fi
 if [ -f "$W/state/dirs.absent" ]; then
   while IFS= read -r d; do
     [ -e "$d" ] || continue
-    # Only what the cluster left: symlinks into WORKDIR, empty directories.
-    find "$d" -xdev -type l -lname "$W/*" -delete 2>/dev/null
+    # Only what the cluster left: symlinks into WORKDIR, sockets, empty directories.
+    find "$d" -xdev \( -type l -lname "$W/*" -o -type s \) -delete 2>/dev/null
     find "$d" -xdev -depth -type d -empty -delete 2>/dev/null
     [ -e "$d" ] && problems+=("$d was created by the cluster and is not empty")
   done <"$W/state/dirs.absent"
