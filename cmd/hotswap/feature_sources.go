@@ -4,19 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/hotswap-dev/hotswap/hotswap"
-	"github.com/hotswap-dev/hotswap/hotswap/kube"
 	"github.com/hotswap-dev/hotswap/hotswap/source"
-	"github.com/hotswap-dev/hotswap/hotswap/source/configmap"
 )
 
-// Release sources (--watch, --manifest, --configmap) and release
+// Release sources from files (--watch, --manifest) and release
 // verification (--release-root, --require-sha256, --preflight). See
 // docs/sources.md.
 func init() {
@@ -27,8 +24,6 @@ func sourceFlags(f *pflag.FlagSet) {
 	f.String("watch", "", "swap when the binary at PATH changes: a file or a \"current\" symlink on a volume (the directory is watched)")
 	f.Duration("settle", source.DefaultSettle, "a watched binary must be unchanged this long before it is offered (a copy in progress is never swapped in)")
 	f.String("manifest", "", "swap to the release a YAML manifest file describes (e.g. a mounted ConfigMap key); see docs/sources.md")
-	f.String("configmap", "", "[NAMESPACE/]NAME: read the release manifest from this ConfigMap through the API (an informer; needs get/list/watch on configmaps)")
-	f.String("configmap-key", configmap.DefaultKey, "key of --configmap that holds the manifest")
 	f.String("release-root", "", "releases from sources must resolve (symlinks followed) to a file under this directory")
 	f.Bool("require-sha256", false, "refuse releases whose manifest pins no sha256")
 	f.String("preflight", "", "arguments to run a new binary with before swapping to it, e.g. \"--version\"; it must exit 0 (a manifest's preflight: wins)")
@@ -36,8 +31,7 @@ func sourceFlags(f *pflag.FlagSet) {
 }
 
 // setupSources checks the flags, installs the verifier and opens the file
-// watches; the ConfigMap informer starts with the engine, and its failure
-// only costs a warning.
+// watches. (The ConfigMap source is feature_configmap.go: it links client-go.)
 func setupSources(_ context.Context, fs *pflag.FlagSet, cfg *hotswap.Config, log *slog.Logger) (func(context.Context, *hotswap.Engine) error, error) {
 	str := func(n string) string { s, _ := fs.GetString(n); return strings.TrimSpace(s) }
 	dur := func(n string) time.Duration { d, _ := fs.GetDuration(n); return d }
@@ -90,37 +84,11 @@ func setupSources(_ context.Context, fs *pflag.FlagSet, cfg *hotswap.Config, log
 		}
 		runs = append(runs, m.Run)
 	}
-	var ns, name, key string
-	if ref := str("configmap"); ref != "" {
-		if ns, name, err = configmap.ParseRef(ref); err != nil {
-			return nil, bad("configmap", "%v", err)
-		}
-		key = str("configmap-key")
-		if err := configmap.CheckKey(key); err != nil {
-			return nil, bad("configmap-key", "%v", err)
-		}
-	}
 	return func(ctx context.Context, eng *hotswap.Engine) error {
 		v.SetStarter(eng.Reaper())
 		for _, run := range runs {
 			go run(ctx, eng)
 		}
-		if name == "" {
-			return nil
-		}
-		kubeconfig := os.Getenv("KUBECONFIG")
-		if f := fs.Lookup("kubeconfig"); f != nil && f.Value.String() != "" {
-			kubeconfig = f.Value.String()
-		}
-		rc, err := kube.RESTConfig(kubeconfig)
-		if err != nil {
-			return fmt.Errorf("--configmap %s/%s: no apiserver to read it from: %w (in a pod this is automatic; elsewhere set KUBECONFIG)", ns, name, err)
-		}
-		src, err := configmap.New(configmap.Options{Namespace: ns, Name: name, Key: key, REST: rc, Base: base, Root: root, Log: log})
-		if err != nil {
-			return fmt.Errorf("--configmap %s/%s: %w", ns, name, err)
-		}
-		go src.Run(ctx, eng)
 		return nil
 	}, nil
 }
