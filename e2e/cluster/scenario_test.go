@@ -264,6 +264,16 @@ func (s *scenario) swap(name, wantVersion string, trigger func() (string, error)
 		return atoi(p.Annotations[annGen]) > prevGen && p.Annotations[annVersion] != "" &&
 			(wantVersion == "" || p.Annotations[annVersion] == wantVersion)
 	})
+	gen := p.Annotations[annGen]
+	// The condition stays True and names the generation that now serves.
+	waitPod(ctx, t, ns, s.pod, name+": condition "+string(condReady)+" names generation "+gen, func(p *corev1.Pod) bool {
+		for _, c := range p.Status.Conditions {
+			if c.Type == condReady {
+				return c.Status == corev1.ConditionTrue && strings.Contains(c.Message, "generation "+gen+" ")
+			}
+		}
+		return false
+	})
 	rec.Annotated = time.Since(rec.Trigger)
 	rec.Generation, rec.Version = p.Annotations[annGen], p.Annotations[annVersion]
 	if wantVersion == "" && rec.Version != prevVersion {
