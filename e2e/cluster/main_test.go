@@ -50,6 +50,13 @@ func run(m *testing.M) int {
 	if env.workDir == "" {
 		env.workDir = filepath.Join(os.TempDir(), "hotswap-e2e-cluster")
 	}
+	// One cluster per machine (a bridge, the kubelet's ports): a second
+	// run, e.g. `go test` in another checkout, waits instead of tearing
+	// this one down. The lock goes with the process.
+	if err := lockMachine(env.workDir + ".lock"); err != nil {
+		fmt.Fprintf(os.Stderr, "cluster: %v\n", err)
+		return 1
+	}
 	// A run killed by a timeout cannot tear down: the next one does.
 	if err := script("cluster-down.sh", env.workDir); err != nil {
 		fmt.Fprintf(os.Stderr, "cluster: tearing down a previous run's cluster: %v\n", err)
@@ -81,6 +88,10 @@ func run(m *testing.M) int {
 
 func setUp() error {
 	start := time.Now()
+	if os.Geteuid() != 0 {
+		skipReason = "not root: a kubelet and containerd need root (run as root, e.g. through hack/test.sh)"
+		return nil
+	}
 	// The image first: hack/image.sh sets podman up if needed.
 	out, err := scriptOutput("image.sh", "-t", imageRef)
 	if err != nil {
@@ -164,4 +175,27 @@ func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// lockFile holds the machine lock for the life of the process (a package
+// variable: a collected *os.File would close the descriptor and drop it).
+var lockFile *os.File
+
+// lockMachine takes an exclusive lock on path, waiting (and saying so) while
+// another test run holds it.
+func lockMachine(path string) error {
+	var err error
+	lockFile, err = os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", path, err)
+	}
+	f := lockFile
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+		return nil // held until the process exits
+	}
+	fmt.Fprintf(os.Stderr, "cluster: another run holds %s; waiting for it\n", path)
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", path, err)
+	}
+	return nil
 }
