@@ -79,7 +79,12 @@ func TestHandoffNewGenerationDiesAfterReady(t *testing.T) {
 	}
 	fmt.Fprintf(slow, "GET /?sleep=1500ms HTTP/1.1\r\nHost: test\r\n\r\n") // in flight on generation 1
 	time.Sleep(100 * time.Millisecond)
-	p.SetServeFlags("--exit-after-ready", "300ms", "--exit-drain", "--grace", "200ms")
+	// Its grace (1s) outlasts the idle pool's 700 ms idle time, so every
+	// connection handed to it gets a request, and Connection: close, within
+	// the grace: one idle through the whole grace would be closed by
+	// Shutdown and race a client sending on it (the race any HTTP/1.1 idle
+	// close has; see reuseport.Server.Drain).
+	p.SetServeFlags("--exit-after-ready", "300ms", "--exit-drain", "--grace", "1s")
 	r.MarkSwap(time.Now())
 	res, err := p.Swap(ctxFor(t, 30*time.Second))
 	if err != nil || res.Result != hotswap.ResultSucceeded || res.ToGen != 2 {
