@@ -38,16 +38,15 @@ func (s *scenario) writeTable(roll rolloutResult) {
 		s.deleted.exitCode, ms(s.deleted.took), s.deleted.grace)
 	b.WriteString("### The same version change as a rolling update of the Deployment\n\n")
 	b.WriteString("| | time to new version answering | time to complete | requests | failed |\n|---|---:|---:|---:|---:|\n")
+	// The in-place row of the comparison: the first swap to a new version
+	// (the ConfigMap release).
 	var hsAnswer, hsAnn time.Duration
-	n := 0
 	for _, r := range s.records {
 		if r.Version != "" && !strings.HasPrefix(r.Name, "broken") && !strings.HasPrefix(r.Version, "v1") {
 			hsAnswer, hsAnn = r.Answering, r.Annotated
-			n++
 			break
 		}
 	}
-	_ = n
 	var hsReq, hsFail int64
 	for _, r := range s.records {
 		hsReq += r.Requests
