@@ -34,6 +34,11 @@ func TestModeResolution(t *testing.T) {
 		{name: "bad kubeconfig path", cfg: kube.Config{Kubeconfig: "/nonexistent/kubeconfig", PodName: "p", PodNamespace: "ns"},
 			errHas: "/nonexistent/kubeconfig"},
 		{name: "bad mode", cfg: kube.Config{Mode: "maybe"}, errHas: "want auto, on or off"},
+		// A pod with automountServiceAccountToken: false: auto must serve on.
+		{name: "auto in a pod without a token is off", cfg: kube.Config{},
+			env: map[string]string{"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}},
+		{name: "on in a pod without a token fails", cfg: kube.Config{Mode: kube.ModeOn},
+			env: map[string]string{"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}, errHas: "token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.cfg.Kubeconfig == "@" {

@@ -105,10 +105,24 @@ func New(cfg Config, log *slog.Logger) (*Reporter, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	cfg, rc, why, err := cfg.resolve()
+	mode, err := ParseMode(string(cfg.Mode))
 	if err != nil {
 		return nil, err
 	}
+	resolved, rc, why, err := cfg.resolve()
+	if err != nil {
+		if mode != ModeAuto || cfg.Kubeconfig != "" || cfg.REST != nil {
+			return nil, err
+		}
+		// auto with in-cluster detection means "report when it can": a pod
+		// without a service-account token (automountServiceAccountToken:
+		// false) or without the downward-API env must still serve, not
+		// crash-loop. --kube=on or an explicit --kubeconfig make it an error.
+		r := &Reporter{cfg: cfg, log: log.With("component", "kube")}
+		r.log.Warn("kubernetes reporting off: "+err.Error(), "hint", "--kube=on makes this a start-up error; --kube=off silences it")
+		return r, nil
+	}
+	cfg = resolved
 	r := &Reporter{cfg: cfg, log: log.With("component", "kube")}
 	if rc == nil {
 		r.log.Info("kubernetes reporting " + why)
