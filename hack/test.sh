@@ -23,8 +23,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 [ -x hack/install-test-deps.sh ] && hack/install-test-deps.sh
 
-log "kube-apiserver, etcd, kubectl, helm (cached under ~/.cache/hotswap)"
-HOTSWAP_KUBE_ASSETS=$(hack/kube-assets.sh | tail -n1)
+log "kube-apiserver, etcd, kubectl, helm, kubelet; containerd, podman (cached under ~/.cache/hotswap)"
+HOTSWAP_KUBE_ASSETS=$(hack/cluster-deps.sh | tail -n1)
 export HOTSWAP_KUBE_ASSETS
 
 log "gofmt and go vet"
