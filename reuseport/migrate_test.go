@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/hotswap-dev/hotswap/e2e/netns"
 )
 
 // The migration reproducer: generations that each bind their own
@@ -48,7 +48,7 @@ const envMigrateNetns = "REUSEPORT_MIGRATE_NETNS"
 func inOwnNetns(t *testing.T) bool {
 	t.Helper()
 	if os.Getenv(envMigrateNetns) == t.Name() {
-		if err := setLoopbackUp(); err != nil {
+		if err := netns.LoopbackUp(); err != nil {
 			t.Fatalf("loopback up: %v", err)
 		}
 		return true
@@ -83,23 +83,6 @@ func inOwnNetns(t *testing.T) bool {
 		t.Skipf("inner run skipped:\n%s", out.String())
 	}
 	return false
-}
-
-func setLoopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // netstat reads the TcpExt and Tcp counters of the current network namespace.

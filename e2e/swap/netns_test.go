@@ -2,14 +2,13 @@ package swap
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/hotswap-dev/hotswap/e2e/netns"
 )
 
 // envInner names the test that this process runs inside its own network
@@ -28,7 +27,7 @@ func inNetns(t testing.TB) bool {
 	t.Helper()
 	name := t.Name()
 	if os.Getenv(envInner) == name {
-		if err := loopbackUp(); err != nil {
+		if err := netns.LoopbackUp(); err != nil {
 			t.Fatalf("bring loopback up in the test's network namespace: %v", err)
 		}
 		return true
@@ -81,27 +80,6 @@ func deadline(t testing.TB) (time.Time, bool) {
 
 func indent(s string) string {
 	return "    | " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    | ")
-}
-
-// loopbackUp sets IFF_UP on lo, as `ip link set lo up` does.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("get flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("set flags: %w", err)
-	}
-	return nil
 }
 
 // setMigrateReq sets net.ipv4.tcp_migrate_req in the current network

@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hotswap-dev/hotswap/e2e/testbin"
+
+	"github.com/hotswap-dev/hotswap/e2e/netns"
 )
 
 // roleEnv tells a re-executed test binary what it is.
@@ -27,7 +29,7 @@ func TestMain(m *testing.M) {
 	case rolePID1:
 		podInit() // never returns
 	case roleNetns:
-		if err := loopbackUp(); err != nil {
+		if err := netns.LoopbackUp(); err != nil {
 			fmt.Fprintln(os.Stderr, "system e2e: bring up lo in the private network namespace:", err)
 			os.Exit(1)
 		}
@@ -59,24 +61,6 @@ func inPrivateNetns(t *testing.T) {
 	if os.Getenv(roleEnv) != roleNetns {
 		t.Skip("needs root: the test runs in its own network, PID and mount namespaces")
 	}
-}
-
-// loopbackUp sets IFF_UP on lo, as `ip link set lo up` does.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // podSpec is what the pod's PID 1 needs to become the container: where the
