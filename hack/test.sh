@@ -24,6 +24,9 @@ fi
 [ -x hack/install-test-deps.sh ] && hack/install-test-deps.sh
 
 log "kube-apiserver, etcd, kubectl, helm, kubelet; containerd, podman (cached under ~/.cache/hotswap)"
+# podman first, with Debian's recommended packages (the configuration the
+# container and cluster tests were proven with); cluster-deps adds the rest.
+hack/podman-setup.sh >/dev/null || echo "podman could not be set up: the container tests will say why and skip"
 HOTSWAP_KUBE_ASSETS=$(hack/cluster-deps.sh | tail -n1)
 export HOTSWAP_KUBE_ASSETS
 
