@@ -191,7 +191,8 @@ type Config struct {
 	Verify VerifyFunc
 	// Observers are told about every event.
 	Observers []Observer
-	// Self is the hotswap binary, re-executed as the LISTEN_PID shim.
+	// Self is the hotswap binary, re-executed as the LISTEN_PID shim;
+	// default /proc/self/exe.
 	Self string
 	// Env is the environment every generation starts from (default os.Environ()).
 	Env []string

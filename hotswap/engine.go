@@ -117,11 +117,13 @@ func New(cfg Config, reaper *entrypoint.Reaper) (*Engine, error) {
 		done:   make(chan struct{}),
 	}
 	if e.cfg.Self == "" {
-		self, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("find own binary for the exec shim: %w", err)
+		// Resolved by the kernel at each exec, in the forked child: it is
+		// always the running hotswap, even after /hotswap was replaced or
+		// deleted on disk (a new image layer, an init container's copy).
+		if _, err := os.Stat("/proc/self/exe"); err != nil {
+			return nil, fmt.Errorf("find own binary for the exec shim: %w (is /proc mounted?)", err)
 		}
-		e.cfg.Self = self
+		e.cfg.Self = "/proc/self/exe"
 	}
 	env := cfg.Env
 	if env == nil {
