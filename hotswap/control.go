@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hotswap-dev/hotswap/reuseport"
 )
 
 // ControlRequest is one line a client sends on the control socket.
@@ -58,8 +60,8 @@ func (e *Engine) serveControl(ctx context.Context) (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	if err := removeStaleSocket(path); err != nil {
-		return nil, err
+	if err := reuseport.RemoveStaleSocket(path); err != nil {
+		return nil, fmt.Errorf("control socket: %w; give this hotswap its own --control-socket", err)
 	}
 	old := unix.Umask(0o177) // the socket is created 0600, with no window
 	ln, err := net.Listen("unix", path)
@@ -80,19 +82,6 @@ func (e *Engine) serveControl(ctx context.Context) (func(), error) {
 	return func() { ln.Close() }, nil
 }
 
-// removeStaleSocket removes a socket left by an earlier run, refusing to
-// replace one a live server still answers on.
-func removeStaleSocket(path string) error {
-	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSocket == 0 {
-		return nil
-	}
-	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
-		c.Close()
-		return fmt.Errorf("control socket %s is in use by another hotswap; give this one its own --control-socket", path)
-	}
-	return os.Remove(path)
-}
-
 func (e *Engine) serveControlConn(ctx context.Context, c *net.UnixConn) {
 	defer c.Close()
 	reply := func(r ControlResponse) {
@@ -105,7 +94,7 @@ func (e *Engine) serveControlConn(ctx context.Context, c *net.UnixConn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	line, err := io4k(c).ReadBytes('\n')
+	line, err := bufio.NewReaderSize(c, 4096).ReadBytes('\n')
 	if err != nil {
 		return
 	}
@@ -141,8 +130,6 @@ func (e *Engine) serveControlConn(ctx context.Context, c *net.UnixConn) {
 		reply(ControlResponse{Error: fmt.Sprintf("unknown op %q: want swap or status", req.Op)})
 	}
 }
-
-func io4k(c *net.UnixConn) *bufio.Reader { return bufio.NewReaderSize(c, 4096) }
 
 func peerUID(c *net.UnixConn) (int, error) {
 	raw, err := c.SyscallConn()

@@ -38,7 +38,7 @@ func Listen(ctx context.Context, network, address string) (net.Listener, error) 
 		lc.SetMultipathTCP(false)
 	case "unix":
 		if !strings.HasPrefix(address, "@") {
-			if err := removeStaleSocket(address); err != nil {
+			if err := RemoveStaleSocket(address); err != nil {
 				return nil, fmt.Errorf("reuseport: listen unix %s: %w", address, err)
 			}
 		}
@@ -76,8 +76,11 @@ func controlReusePort(network, address string, c syscall.RawConn) error {
 	return serr
 }
 
-// removeStaleSocket removes path if it is a unix socket nobody listens on.
-func removeStaleSocket(path string) error {
+// RemoveStaleSocket removes path if it is a unix socket nobody listens on
+// (left by an earlier run), so a new listener can bind it. It refuses a
+// socket that a live server still answers on, and any file that is not a
+// socket.
+func RemoveStaleSocket(path string) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
