@@ -100,17 +100,19 @@ func mergeSources(fs *pflag.FlagSet) error {
 			}
 			return usageErr("config file %s: not valid YAML: %v", path, err)
 		}
-		raw := viper.New()
-		raw.SetConfigFile(path)
-		raw.SetConfigType("yaml")
-		_ = raw.ReadInConfig()
+		// v's keys are the flags (bound above) plus the file's: any key that
+		// names no flag came from the file, and InConfig tells which flags
+		// the file sets.
 		var unknown []string
-		for _, k := range raw.AllKeys() {
+		for _, k := range v.AllKeys() {
 			top, _, _ := strings.Cut(k, ".")
-			if fs.Lookup(top) == nil || top == "config" {
+			inFile := v.InConfig(top)
+			if fs.Lookup(top) == nil || (top == "config" && inFile) {
 				unknown = append(unknown, top)
 			}
-			fileKeys[top] = true
+			if inFile {
+				fileKeys[top] = true
+			}
 		}
 		if len(unknown) > 0 {
 			sort.Strings(unknown)
