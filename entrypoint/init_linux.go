@@ -50,6 +50,35 @@ func signalIgnore(sigs ...os.Signal) { signal.Ignore(sigs...) }
 // procInfo is what /proc/PID/stat says about a process.
 type procInfo struct {
 	pid, ppid, pgid int
+	state           byte // 'R', 'S', 'Z', ...
+}
+
+// readProc parses /proc/PID/stat; false when the process is gone.
+func readProc(pid int) (procInfo, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procInfo{}, false
+	}
+	// "pid (comm) state ppid pgrp ...": comm may hold spaces and parens,
+	// so parse from the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return procInfo{}, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 3 || len(f[0]) != 1 {
+		return procInfo{}, false
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	pgid, _ := strconv.Atoi(f[2])
+	return procInfo{pid: pid, ppid: ppid, pgid: pgid, state: f[0][0]}, true
+}
+
+// ProcessGroup is pid's process group, 0 if the process is gone.
+func ProcessGroup(pid int) int {
+	p, _ := readProc(pid)
+	return p.pgid
 }
 
 // listProcs reads every process visible in /proc.
@@ -64,33 +93,19 @@ func listProcs() ([]procInfo, error) {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // exited meanwhile
+		if p, ok := readProc(pid); ok { // not ok: exited meanwhile
+			out = append(out, p)
 		}
-		// "pid (comm) state ppid pgrp ...": comm may hold spaces and parens,
-		// so parse from the last ')'.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 3 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		pgid, _ := strconv.Atoi(f[2])
-		out = append(out, procInfo{pid: pid, ppid: ppid, pgid: pgid})
 	}
 	return out, nil
 }
 
-// Stragglers lists the processes that shutdown must still reach besides the
-// generations' own groups: as PID 1 every other process in the namespace
+// Stragglers lists the live processes that shutdown must still reach besides
+// the generations' own groups: as PID 1 every other process in the namespace
 // (setsid daemons, orphans), otherwise every descendant of ours. Processes in
 // a group listed in skipGroups are left out: they get their signal through
-// their group.
+// their group. Zombies are left out too: they have exited, and the reaper
+// collects them.
 func Stragglers(skipGroups map[int]bool) ([]int, error) {
 	procs, err := listProcs()
 	if err != nil {
@@ -112,7 +127,7 @@ func Stragglers(skipGroups map[int]bool) ([]int, error) {
 	}
 	var out []int
 	for _, p := range procs {
-		if p.pid == self || skipGroups[p.pgid] {
+		if p.pid == self || p.state == 'Z' || skipGroups[p.pgid] {
 			continue
 		}
 		if IsPID1() || mine[p.pid] {

@@ -399,8 +399,8 @@ func (e *Engine) maybeStartSwap() {
 	if e.serving == nil || e.serving.state != GenServing {
 		return // first generation not ready yet (or restarting): wait for it
 	}
-	if e.liveCount() >= e.cfg.MaxGenerations {
-		e.log.Info("swap waits for a draining generation to exit", "live", e.liveCount(), "max", e.cfg.MaxGenerations)
+	if len(e.gens) >= e.cfg.MaxGenerations {
+		e.log.Info("swap waits for a draining generation to exit", "live", len(e.gens), "max", e.cfg.MaxGenerations)
 		return
 	}
 	run := e.queued
@@ -538,12 +538,18 @@ func (e *Engine) setServing(g *generation) {
 // drain sends the stop signal and arms the SIGKILL deadline.
 func (e *Engine) drain(g *generation) {
 	g.state = GenDraining
+	e.stop(g, "draining")
+}
+
+// stop sends g the stop signal and arms the SIGKILL of its group after
+// --drain-timeout.
+func (e *Engine) stop(g *generation, msg string) {
 	g.drainStart = time.Now()
 	if err := g.proc.Signal(e.cfg.StopSignal); err != nil && !errors.Is(err, entrypoint.ErrDone) {
 		e.log.Warn("stop signal", "generation", g.id, "err", err)
 	}
 	time.AfterFunc(e.cfg.DrainTimeout, func() { e.post(drainDeadlineEvent{g: g}) })
-	e.log.Info("draining", "generation", g.id, "pid", g.proc.PID, "version", g.release.Version, "signal", entrypoint.SignalName(e.cfg.StopSignal))
+	e.log.Info(msg, "generation", g.id, "pid", g.proc.PID, "version", g.release.Version, "signal", entrypoint.SignalName(e.cfg.StopSignal), "kill_after", e.cfg.DrainTimeout)
 }
 
 // stopUnready stops a generation that did not become ready in time the way
@@ -552,12 +558,7 @@ func (e *Engine) drain(g *generation) {
 // shared socket (servers accept before they report READY=1): a SIGKILL
 // would reset every connection it took meanwhile.
 func (e *Engine) stopUnready(g *generation) {
-	g.drainStart = time.Now()
-	if err := g.proc.Signal(e.cfg.StopSignal); err != nil && !errors.Is(err, entrypoint.ErrDone) {
-		e.log.Warn("stop signal", "generation", g.id, "err", err)
-	}
-	time.AfterFunc(e.cfg.DrainTimeout, func() { e.post(drainDeadlineEvent{g: g}) })
-	e.log.Info("stopping a generation that was not ready in time", "generation", g.id, "pid", g.proc.PID, "signal", entrypoint.SignalName(e.cfg.StopSignal), "kill_after", e.cfg.DrainTimeout)
+	e.stop(g, "stopping a generation that was not ready in time")
 }
 
 // failSwap ends a swap whose new generation failed; a generation still
@@ -681,8 +682,8 @@ func (e *Engine) scheduleRestart(g *generation) {
 	}
 	e.log.Info("restarting in place", "after", e.backoff, "release", e.current.String())
 	e.serving = nil
-	e.setPhase(PhaseStarting)
 	e.restartAt = time.AfterFunc(e.backoff, func() { e.post(restartEvent{}) })
+	e.snapshot() // status shows Starting (derived from restartAt) during the backoff
 }
 
 func (e *Engine) restartNow() {
@@ -712,7 +713,7 @@ func (e *Engine) onNotify(g *generation, m reuseport.NotifyMessage) {
 	}
 	if st, ok := m.Fields["STATUS"]; ok {
 		g.statusText = st
-		e.publishQuiet()
+		e.snapshot() // visible in `hotswap status`; not an event
 	}
 	if m.Fields["READY"] == "1" && e.cfg.Ready.Kind == ReadyNotify {
 		e.onReady(g)
@@ -726,7 +727,7 @@ func (e *Engine) notifyAllowed(g *generation, pid int) bool {
 	if pid == g.proc.PID {
 		return true
 	}
-	return e.cfg.NotifyAccessAll && processGroup(pid) == g.proc.PID
+	return e.cfg.NotifyAccessAll && entrypoint.ProcessGroup(pid) == g.proc.PID
 }
 
 // beginShutdown stops every generation and every straggler with the stop
@@ -745,7 +746,7 @@ func (e *Engine) beginShutdown(reason string) {
 		if run.gen != nil {
 			run.gen.state = GenFailed
 		}
-		e.finishSwapCanceled(run)
+		e.finishSwap(run, SwapResult{Result: ResultCanceled, Reason: ErrShuttingDown.Error()})
 	}
 	if e.queued != nil {
 		run := e.queued
@@ -774,10 +775,6 @@ func (e *Engine) beginShutdown(reason string) {
 	e.publish(StatusChanged, "shutting down: "+reason, false)
 }
 
-func (e *Engine) finishSwapCanceled(run *swapRun) {
-	e.finishSwap(run, SwapResult{Result: ResultCanceled, Reason: ErrShuttingDown.Error()})
-}
-
 func (e *Engine) killEverything() {
 	e.log.Warn("grace period over; killing what is left", "grace", e.cfg.Grace)
 	for _, g := range e.gens {
@@ -794,18 +791,8 @@ func (e *Engine) allGone() bool {
 		return false
 	}
 	left, err := entrypoint.Stragglers(nil)
-	if err != nil {
-		return true
-	}
-	for _, pid := range left {
-		if !isZombie(pid) {
-			return false
-		}
-	}
-	return true
+	return err != nil || len(left) == 0
 }
-
-func (e *Engine) liveCount() int { return len(e.gens) }
 
 func (e *Engine) drainingCount() int {
 	n := 0
@@ -833,12 +820,6 @@ func (e *Engine) closeListeners() {
 	}
 }
 
-func (e *Engine) setPhase(p Phase) {
-	e.mu.Lock()
-	e.status.Phase = p
-	e.mu.Unlock()
-}
-
 // publish refreshes the status snapshot, logs msg and tells every observer.
 func (e *Engine) publish(t EventType, msg string, warning bool) {
 	st := e.snapshot()
@@ -852,9 +833,6 @@ func (e *Engine) publish(t EventType, msg string, warning bool) {
 		o.Observe(ev)
 	}
 }
-
-// publishQuiet refreshes the snapshot without an event.
-func (e *Engine) publishQuiet() { e.snapshot() }
 
 func (e *Engine) snapshot() Status {
 	e.mu.Lock()

@@ -147,6 +147,19 @@ func (e *Engine) probe(ctx context.Context, g *generation) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	client := &http.Client{Timeout: time.Second}
+	var execPath string
+	var execArgv []string
+	if check.Kind == ReadyExec {
+		// Resolve the command once, not at every 100 ms attempt.
+		execArgv = strings.Fields(check.Target)
+		rel, err := resolveRelease(Release{Path: execArgv[0]})
+		if err != nil {
+			e.log.Warn("ready exec: the check can never pass", "err", err)
+			<-ctx.Done()
+			return
+		}
+		execPath = rel.Path
+	}
 	for {
 		var ok bool
 		switch check.Kind {
@@ -155,7 +168,7 @@ func (e *Engine) probe(ctx context.Context, g *generation) {
 		case ReadyTCP:
 			ok = probeTCP(ctx, check.Target)
 		case ReadyExec:
-			ok = e.probeExec(ctx, g, check.Target)
+			ok = e.probeExec(ctx, g, execPath, execArgv)
 		}
 		if ok {
 			e.post(readyEvent{g: g})
@@ -194,15 +207,9 @@ func probeTCP(ctx context.Context, addr string) bool {
 
 // probeExec runs the check command through the reaper (never os/exec: it
 // would race the reaper for the exit status).
-func (e *Engine) probeExec(ctx context.Context, g *generation, cmd string) bool {
-	argv := strings.Fields(cmd)
-	rel, err := resolveRelease(Release{Path: argv[0]})
-	if err != nil {
-		e.log.Warn("ready exec", "err", err)
-		return false
-	}
+func (e *Engine) probeExec(ctx context.Context, g *generation, path string, argv []string) bool {
 	env := append(append([]string(nil), e.baseEnv...), "HOTSWAP_GENERATION="+strconv.Itoa(g.id), "HOTSWAP_PID="+strconv.Itoa(g.proc.PID))
-	p, err := e.reaper.Start(entrypoint.Spec{Path: rel.Path, Argv: argv, Env: env})
+	p, err := e.reaper.Start(entrypoint.Spec{Path: path, Argv: argv, Env: env})
 	if err != nil {
 		e.log.Warn("ready exec", "err", err)
 		return false
@@ -214,35 +221,6 @@ func (e *Engine) probeExec(ctx context.Context, g *generation, cmd string) bool 
 		_ = p.Kill()
 		return false
 	}
-}
-
-// processGroup reads a process's group from /proc; 0 if unknown.
-func processGroup(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 3 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[2])
-	return n
-}
-
-func isZombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true // gone
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && len(s) > i+2 && s[i+2] == 'Z'
 }
 
 // checkMigrateReq warns when SO_REUSEPORT handovers will reset connections.
