@@ -15,9 +15,10 @@ import (
 const DefaultGrace = 2 * time.Second
 
 // ListenAndServe is the whole swap-ready server: it serves srv on
-// [Listener](name, fallbackAddr), reports [Ready], and on SIGTERM or SIGINT
-// reports [Stopping] and drains with [DefaultGrace]. A second signal kills the
-// process. It returns nil after a clean drain.
+// [Listener](name, fallbackAddr), steers its SO_REUSEPORT group to itself
+// ([Steer], under hotswap --mode reuseport only), reports [Ready], and on
+// SIGTERM or SIGINT reports [Stopping] and drains with [DefaultGrace]. A
+// second signal kills the process. It returns nil after a clean drain.
 func ListenAndServe(name, fallbackAddr string, srv *http.Server) error {
 	ln, err := Listener(name, fallbackAddr)
 	if err != nil {
@@ -26,6 +27,7 @@ func ListenAndServe(name, fallbackAddr string, srv *http.Server) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	s := Serve(srv, ln)
+	Steer() // explicit: the only place the library steers on its own
 	if err := Ready(); err != nil {
 		return errors.Join(err, s.Drain(context.Background(), 0))
 	}

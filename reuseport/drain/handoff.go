@@ -1,4 +1,4 @@
-package reuseport
+package drain
 
 import (
 	"net/http"
@@ -13,24 +13,24 @@ func (s *Server) closeNow(ci *connInfo, r *http.Request) bool {
 	if !s.draining.Load() {
 		return false
 	}
-	if !s.moving.Load() || ci == nil || ci.hc == nil {
+	if s.ml == nil || !s.ml.Moving() || ci == nil || ci.hc == nil {
 		return true
 	}
 	if r != nil && (r.ContentLength != 0 || len(r.TransferEncoding) > 0) {
 		return true
 	}
-	return !ci.hc.movable()
+	return !ci.hc.Movable()
 }
 
 // wakeLocked wakes every connection blocked at a clean boundary so that it
 // hands over now. Called with s.mu held.
 func (s *Server) wakeLocked() {
-	if !s.moving.Load() {
+	if s.ml == nil || !s.ml.Moving() {
 		return
 	}
 	for _, ci := range s.conns {
 		if ci.hc != nil {
-			ci.hc.wake()
+			ci.hc.Wake()
 		}
 	}
 }
@@ -41,9 +41,9 @@ func (s *Server) retarget() {
 	if s.ml == nil || !s.draining.Load() || s.graceOver.Load() {
 		return
 	}
-	s.moving.Store(true)
+	s.ml.SetMoving(true)
 	if s.graceOver.Load() { // the grace ended meanwhile
-		s.moving.Store(false)
+		s.ml.SetMoving(false)
 		return
 	}
 	s.mu.Lock()

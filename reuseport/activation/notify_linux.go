@@ -1,4 +1,4 @@
-package reuseport
+package activation
 
 import (
 	"fmt"
@@ -170,19 +170,3 @@ func Notify(state string) error {
 	}
 	return nil
 }
-
-// Ready tells the supervisor this process serves (READY=1): hotswap then
-// stops the previous generation. Call it once the listeners are being served.
-//
-// Under hotswap --mode reuseport, a listener that [Listener] bound itself
-// first takes every new connection of its SO_REUSEPORT group, when it can
-// tell its place there (see steer_linux.go): the previous generation's
-// listener then has no handshake in flight when it closes, which
-// net.ipv4.tcp_migrate_req alone does not guarantee.
-func Ready() error {
-	steerAll()
-	return Notify("READY=1")
-}
-
-// Stopping tells the supervisor this process is shutting down (STOPPING=1).
-func Stopping() error { return Notify("STOPPING=1") }

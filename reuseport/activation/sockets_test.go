@@ -1,4 +1,4 @@
-package reuseport
+package activation
 
 import (
 	"context"

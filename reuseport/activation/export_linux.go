@@ -1,4 +1,4 @@
-package reuseport
+package activation
 
 import (
 	"fmt"
@@ -54,7 +54,7 @@ func ExportFiles(named []NamedListener) ([]*os.File, []string, error) {
 			return fail(fmt.Errorf("reuseport: export listener %q: name used twice", nl.Name))
 		}
 		seen[nl.Name] = true
-		fd, err := dupNonBlocking(nl.Listener)
+		fd, err := DupFD(nl.Listener)
 		if err != nil {
 			return fail(fmt.Errorf("reuseport: export listener %q: %w", nl.Name, err))
 		}
@@ -68,9 +68,12 @@ func ExportFiles(named []NamedListener) ([]*os.File, []string, error) {
 	return files, env, nil
 }
 
-// dupNonBlocking duplicates the descriptor behind v (a listener or a
-// connection) with close-on-exec set, without touching its status flags.
-func dupNonBlocking(v any) (int, error) {
+// DupFD duplicates the descriptor behind v (a listener or a connection,
+// anything with SyscallConn) with close-on-exec set, without touching its
+// status flags: the way to get a descriptor to pass on (here, and for
+// SCM_RIGHTS in package handoff) without making the shared open file
+// description blocking, as (*os.File).Fd would.
+func DupFD(v any) (int, error) {
 	sc, ok := v.(syscall.Conn)
 	if !ok {
 		return -1, fmt.Errorf("%T does not expose its descriptor (syscall.Conn)", v)

@@ -1,4 +1,4 @@
-package reuseport
+package steer
 
 import (
 	"bytes"
@@ -7,60 +7,33 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-)
 
-// Steering: a ready generation takes every new connection of its
-// SO_REUSEPORT group, so that the previous generation's listener is idle when
-// it closes.
-//
-// Why: with net.ipv4.tcp_migrate_req=1 the kernel moves what is queued on a
-// closing listener (accept queue, half-open requests) to another listener of
-// the group, but one race is not covered. When the final ACK of a handshake
-// the old listener answered is processed on one CPU while close(2) runs on
-// another, tcp_v4_rcv sees the listener still in TCP_LISTEN, creates the
-// child, and inet_csk_complete_hashdance -> inet_csk_reqsk_queue_add then
-// finds it in TCP_CLOSE and calls inet_child_forget: the child is
-// disconnected, which sends a RST to a client that already completed its
-// connect (net/ipv4/inet_connection_sock.c; no migration is tried on that
-// path). A listener that no new SYN reaches has no handshake in flight when
-// it closes, and nothing to race with.
-//
-// How, without eBPF privileges: SO_ATTACH_REUSEPORT_CBPF with a program
-// that returns the index of this generation's socket in the group's socket
-// array (an index past the end falls back to the hash, as without a
-// program). The kernel appends a joining listener to the array and, when one
-// leaves, moves the last one into its slot, so the index is known only in
-// the case that matters: the group held exactly one listener (the previous
-// generation) before this one joined, and still holds both when this one
-// is ready — then this one is at index 1. Otherwise nothing is steered and
-// the kernel spreads by hash, as before.
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
+)
 
 const (
 	soAttachReuseportCBPF = 51 // SO_ATTACH_REUSEPORT_CBPF
 	soDetachReuseportBPF  = 68 // SO_DETACH_REUSEPORT_BPF
 )
 
-// steerer is one listener that may steer its group to itself once ready.
-type steerer struct {
+// Steerer is one listener that may steer its group to itself once ready.
+// A nil *Steerer is valid and steers nothing.
+type Steerer struct {
 	ln       *net.TCPListener
 	joinedAs int // listeners in the group right after this one joined, if it was second; else 0
 }
 
-var steerers struct {
-	mu  sync.Mutex
-	all []*steerer
-}
-
-// listenSteered binds like Listen and remembers whether this listener
-// joined a group of exactly one other listener.
-func listenSteered(ctx context.Context, network, address string) (net.Listener, *steerer, error) {
+// Listen binds like activation.Listen and remembers whether this listener
+// joined a group of exactly one other listener (the previous generation).
+// The Steerer is nil when steering cannot apply (not TCP, or the group
+// cannot be read); the listener is usable either way.
+func Listen(ctx context.Context, network, address string) (net.Listener, *Steerer, error) {
 	before, berr := listenersDump()
-	ln, err := Listen(ctx, network, address)
+	ln, err := activation.Listen(ctx, network, address)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -68,7 +41,7 @@ func listenSteered(ctx context.Context, network, address string) (net.Listener, 
 	if !ok || berr != nil {
 		return ln, nil, nil
 	}
-	t := &steerer{ln: tl}
+	t := &Steerer{ln: tl}
 	self, err := localEntry(tl)
 	if err != nil || self.port == 0 {
 		return ln, nil, nil
@@ -85,10 +58,12 @@ func listenSteered(ctx context.Context, network, address string) (net.Listener, 
 	return ln, t, nil
 }
 
-// steer steers every new connection of the group to t's listener, if the
+// Attach steers every new connection of the group to t's listener, if the
 // group is still the two listeners it was when t joined; it reports whether
-// it did.
-func (t *steerer) steer() (bool, error) {
+// it did. Call it when the server is ready to take all new connections:
+// right before it reports READY=1. Without it (or when it reports false),
+// the kernel spreads connections by hash, as without a program.
+func (t *Steerer) Attach() (bool, error) {
 	if t == nil || t.joinedAs != 2 {
 		return false, nil
 	}
@@ -116,7 +91,7 @@ func (t *steerer) steer() (bool, error) {
 	return true, nil
 }
 
-func (t *steerer) control(f func(fd int) error) error {
+func (t *Steerer) control(f func(fd int) error) error {
 	rc, err := t.ln.SyscallConn()
 	if err != nil {
 		return err
@@ -126,15 +101,6 @@ func (t *steerer) control(f func(fd int) error) error {
 		return err
 	}
 	return ferr
-}
-
-// steerAll runs steer for every listener bound by Listener's fallback.
-func steerAll() {
-	steerers.mu.Lock()
-	defer steerers.mu.Unlock()
-	for _, t := range steerers.all {
-		_, _ = t.steer() // best effort: without it the kernel spreads by hash
-	}
 }
 
 // listenEntry is a listening socket as sock_diag reports it.

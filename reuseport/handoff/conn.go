@@ -1,4 +1,4 @@
-package reuseport
+package handoff
 
 import (
 	"errors"
@@ -12,9 +12,11 @@ import (
 // aLongTimeAgo is a read deadline in the past: it wakes a blocked Read.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// hconn is a connection of a Server with handoff: net/http reads through it,
-// and it gives the socket away from inside net/http's own read, at a request
-// boundary, answering that read with io.EOF.
+// Conn is a connection accepted or received by a [Listener]: net/http reads
+// through it, and it gives the socket away from inside net/http's own read,
+// at a request boundary, answering that read with io.EOF. The server tells
+// it where net/http is ([Conn.Idle], [Conn.Active], [Conn.Never]) and wakes
+// it when draining starts ([Conn.Wake]).
 //
 // Why inside Read, and why io.EOF:
 //
@@ -36,9 +38,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 //     belongs to the next generation. After the takeover, writes fail and
 //     CloseWrite does nothing: shutdown(2) would act on the socket the next
 //     generation serves, not on this descriptor. Close is close(2) of ours.
-type hconn struct {
+type Conn struct {
 	net.Conn // *net.TCPConn or *net.UnixConn
-	s        *Server
+	l        *Listener
 	created  time.Time
 
 	taken atomic.Bool // handed over (or given up): reads EOF, writes fail
@@ -65,11 +67,11 @@ type hconn struct {
 	shift    time.Duration
 }
 
-func newHconn(c net.Conn, s *Server, received bool, idleSince time.Time) *hconn {
-	hc := &hconn{Conn: c, s: s, created: time.Now(), boundary: true, idleSince: idleSince}
+func newConn(c net.Conn, l *Listener, received bool, idleSince time.Time) *Conn {
+	hc := &Conn{Conn: c, l: l, created: time.Now(), boundary: true, idleSince: idleSince}
 	if received {
 		hc.fresh = true
-		if d := s.idleTimeout(); d > 0 {
+		if d := l.idleTimeout(); d > 0 {
 			hc.freshDL = idleSince.Add(d)
 		}
 		_ = c.SetReadDeadline(hc.freshDL)
@@ -78,19 +80,19 @@ func newHconn(c net.Conn, s *Server, received bool, idleSince time.Time) *hconn 
 }
 
 // movableLocked: not excluded, and no failed handover to the current target.
-func (c *hconn) movableLocked() bool {
-	return !c.noMove && c.failEpoch != c.s.hub.epoch.Load()+1 && c.s.hub.targetAlive()
+func (c *Conn) movableLocked() bool {
+	return !c.noMove && c.failEpoch != c.l.hub.epoch.Load()+1 && c.l.hub.targetAlive()
 }
 
-// movable reports whether the connection may still be handed over.
-func (c *hconn) movable() bool {
+// Movable reports whether the connection may still be handed over.
+func (c *Conn) Movable() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.movableLocked()
 }
 
 // Read implements net.Conn; see the type's comment.
-func (c *hconn) Read(p []byte) (int, error) {
+func (c *Conn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	for {
 		if c.taken.Load() {
@@ -101,10 +103,10 @@ func (c *hconn) Read(p []byte) (int, error) {
 			c.fullLen = len(p)
 		}
 		clean := c.boundary && len(p) == c.fullLen && len(p) > 0
-		if clean && c.s.moving.Load() && c.movableLocked() {
+		if clean && c.l.moving.Load() && c.movableLocked() {
 			since := c.idleSince
 			c.mu.Unlock()
-			res, epoch := c.s.hub.handOver(c.Conn, since)
+			res, epoch := c.l.hub.handOver(c.Conn, since)
 			c.mu.Lock()
 			if res != handoverKept {
 				c.taken.Store(true)
@@ -146,11 +148,11 @@ func isTimeout(err error) bool {
 
 // applyDeadlineLocked puts the deadline net/http asked for on the socket,
 // adjusted for a received connection.
-func (c *hconn) applyDeadlineLocked() error {
+func (c *Conn) applyDeadlineLocked() error {
 	return c.Conn.SetReadDeadline(c.effectiveDeadlineLocked())
 }
 
-func (c *hconn) effectiveDeadlineLocked() time.Time {
+func (c *Conn) effectiveDeadlineLocked() time.Time {
 	t := c.dl
 	switch {
 	case c.fresh:
@@ -161,14 +163,14 @@ func (c *hconn) effectiveDeadlineLocked() time.Time {
 	return t
 }
 
-func (c *hconn) deadlinePassedLocked() bool {
+func (c *Conn) deadlinePassedLocked() bool {
 	t := c.effectiveDeadlineLocked()
 	return !t.IsZero() && !time.Now().Before(t)
 }
 
 // SetReadDeadline implements net.Conn. While a wake-up is pending, the new
 // deadline is only recorded: the woken Read puts it on the socket.
-func (c *hconn) SetReadDeadline(t time.Time) error {
+func (c *Conn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dl = t
@@ -179,7 +181,7 @@ func (c *hconn) SetReadDeadline(t time.Time) error {
 }
 
 // SetDeadline implements net.Conn.
-func (c *hconn) SetDeadline(t time.Time) error {
+func (c *Conn) SetDeadline(t time.Time) error {
 	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
@@ -187,7 +189,7 @@ func (c *hconn) SetDeadline(t time.Time) error {
 }
 
 // Write implements net.Conn; after a handover it writes nothing.
-func (c *hconn) Write(p []byte) (int, error) {
+func (c *Conn) Write(p []byte) (int, error) {
 	if c.taken.Load() {
 		return 0, net.ErrClosed
 	}
@@ -195,7 +197,7 @@ func (c *hconn) Write(p []byte) (int, error) {
 }
 
 // ReadFrom keeps net/http's sendfile/splice path.
-func (c *hconn) ReadFrom(r io.Reader) (int64, error) {
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	if c.taken.Load() {
 		return 0, net.ErrClosed
 	}
@@ -207,7 +209,7 @@ func (c *hconn) ReadFrom(r io.Reader) (int64, error) {
 
 // CloseWrite is net/http's half-close before closing a connection it
 // still owns; after a handover it must not touch the shared socket.
-func (c *hconn) CloseWrite() error {
+func (c *Conn) CloseWrite() error {
 	if c.taken.Load() {
 		return nil
 	}
@@ -217,8 +219,8 @@ func (c *hconn) CloseWrite() error {
 	return nil
 }
 
-// wake interrupts a Read blocked at a clean boundary so that it hands over.
-func (c *hconn) wake() {
+// Wake interrupts a Read blocked at a clean boundary so that it hands over.
+func (c *Conn) Wake() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.reading && c.readClean && !c.woken && c.movableLocked() {
@@ -227,40 +229,46 @@ func (c *hconn) wake() {
 	}
 }
 
-// idle: net/http finished a response and keeps the connection (StateIdle).
-func (c *hconn) idle() {
+// Idle: net/http finished a response and keeps the connection (StateIdle).
+func (c *Conn) Idle() {
 	c.mu.Lock()
 	c.boundary = true
 	c.idleSince = time.Now()
 	c.mu.Unlock()
 }
 
-// active: net/http read a request (StateActive); the first request's
+// Active: net/http read a request (StateActive); the first request's
 // deadlines are set.
-func (c *hconn) active() {
+func (c *Conn) Active() {
 	c.mu.Lock()
 	c.boundary = false
 	c.shifting = false
 	c.mu.Unlock()
 }
 
-// never excludes the connection from handover (HTTP/2, hijacked).
-func (c *hconn) never() {
+// Never excludes the connection from handover (HTTP/2, hijacked).
+func (c *Conn) Never() {
 	c.mu.Lock()
 	c.noMove = true
 	c.mu.Unlock()
 }
 
-// mergedListener is the listener net/http serves under handoff: the
-// connections it accepts itself plus those handed over by older generations.
-// It reports closed only once every accepted and every reserved handed-over
-// connection is delivered, so that Drain's "Serve returned: every connection
-// is tracked" still holds.
-type mergedListener struct {
+// Listener is the listener net/http serves under handoff: the connections
+// it accepts itself plus those handed over by older generations, each a
+// [*Conn]. It reports closed only once every accepted and every reserved
+// handed-over connection is delivered, so that a server's "Serve returned:
+// every connection is tracked" still holds. Create it with [Hub.Listen].
+type Listener struct {
 	net.Listener
-	s        *Server
+	hub      *Hub
+	done     <-chan struct{} // ListenOptions.Done
+	idleTO   func() time.Duration
+	retarget func()
 	accepted chan acceptResult
 	injected chan net.Conn
+
+	// moving: the server drains with a target and hands over at boundaries.
+	moving atomic.Bool
 
 	// Only the goroutine of Serve (Accept) uses these.
 	tcpDone bool
@@ -277,24 +285,61 @@ type acceptResult struct {
 	err error
 }
 
-func newMergedListener(ln net.Listener, s *Server) *mergedListener {
-	ml := &mergedListener{Listener: ln, s: s, accepted: make(chan acceptResult), injected: make(chan net.Conn), quiet: make(chan struct{})}
+// ListenOptions connect a [Listener] to the server that serves it. The
+// server depends on this package, never the other way round.
+type ListenOptions struct {
+	// Done is closed once the server stopped serving the Listener (its
+	// Serve returned); connections that arrive later are closed.
+	Done <-chan struct{}
+	// IdleTimeout is the server's keep-alive idle timeout (0: none); a
+	// received connection keeps the time it already waited.
+	IdleTimeout func() time.Duration
+	// Retarget runs when the hub learns a (new) target, so that a server
+	// already draining can (re)start handing over. May be nil.
+	Retarget func()
+}
+
+// Listen wraps ln, the server's own listener, and registers the result with
+// the hub, which delivers handed-over connections for ln's address to it.
+// [Listener.Detach] undoes the registration.
+func (h *Hub) Listen(ln net.Listener, o ListenOptions) *Listener {
+	ml := &Listener{Listener: ln, hub: h, done: o.Done, idleTO: o.IdleTimeout, retarget: o.Retarget,
+		accepted: make(chan acceptResult), injected: make(chan net.Conn), quiet: make(chan struct{})}
 	go ml.acceptLoop()
+	h.register(ml)
 	return ml
 }
 
-func (ml *mergedListener) acceptLoop() {
+// Detach stops the hub from delivering connections to ml or telling it of
+// new targets (a server calls it once it drains).
+func (ml *Listener) Detach() { ml.hub.unregister(ml) }
+
+// HasTarget reports whether the hub knows a newer generation to hand to.
+func (ml *Listener) HasTarget() bool { return ml.hub.HasTarget() }
+
+// SetMoving turns handing over at request boundaries on (draining with a
+// target) or off (not draining, or the grace is over).
+func (ml *Listener) SetMoving(on bool) { ml.moving.Store(on) }
+
+func (ml *Listener) idleTimeout() time.Duration {
+	if ml.idleTO == nil {
+		return 0
+	}
+	return ml.idleTO()
+}
+
+func (ml *Listener) acceptLoop() {
 	for {
 		c, err := ml.Listener.Accept()
 		if err == nil {
 			switch c.(type) {
 			case *net.TCPConn, *net.UnixConn:
-				c = newHconn(c, ml.s, false, time.Now())
+				c = newConn(c, ml, false, time.Now())
 			}
 		}
 		select {
 		case ml.accepted <- acceptResult{c, err}:
-		case <-ml.s.served: // Serve gave up on an earlier error
+		case <-ml.done: // Serve gave up on an earlier error
 			if c != nil {
 				c.Close()
 			}
@@ -308,7 +353,7 @@ func (ml *mergedListener) acceptLoop() {
 }
 
 // Accept implements net.Listener.
-func (ml *mergedListener) Accept() (net.Conn, error) {
+func (ml *Listener) Accept() (net.Conn, error) {
 	for {
 		var acc <-chan acceptResult
 		var quiet <-chan struct{}
@@ -334,12 +379,12 @@ func (ml *mergedListener) Accept() (net.Conn, error) {
 
 // Close implements net.Listener: it closes this process's listener
 // descriptor (never shutdown(2)) and stops taking handed-over connections.
-func (ml *mergedListener) Close() error {
+func (ml *Listener) Close() error {
 	ml.markClosed()
 	return ml.Listener.Close()
 }
 
-func (ml *mergedListener) markClosed() {
+func (ml *Listener) markClosed() {
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
 	if !ml.closed {
@@ -348,7 +393,7 @@ func (ml *mergedListener) markClosed() {
 	}
 }
 
-func (ml *mergedListener) checkQuietLocked() {
+func (ml *Listener) checkQuietLocked() {
 	if ml.closed && ml.pending == 0 {
 		select {
 		case <-ml.quiet:
@@ -359,7 +404,7 @@ func (ml *mergedListener) checkQuietLocked() {
 }
 
 // reserve promises a handed-over connection a place: Accept will return it.
-func (ml *mergedListener) reserve() bool {
+func (ml *Listener) reserve() bool {
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
 	if ml.closed {
@@ -369,7 +414,7 @@ func (ml *mergedListener) reserve() bool {
 	return true
 }
 
-func (ml *mergedListener) cancel() {
+func (ml *Listener) cancel() {
 	ml.mu.Lock()
 	defer ml.mu.Unlock()
 	ml.pending--
@@ -377,11 +422,14 @@ func (ml *mergedListener) cancel() {
 }
 
 // deliver hands a reserved connection to net/http.
-func (ml *mergedListener) deliver(c net.Conn) {
+func (ml *Listener) deliver(c net.Conn) {
 	select {
 	case ml.injected <- c:
-	case <-ml.s.served:
+	case <-ml.done:
 		c.Close() // Serve failed (not drained): nobody serves here
 	}
 	ml.cancel()
 }
+
+// Moving reports whether handing over at request boundaries is on.
+func (ml *Listener) Moving() bool { return ml.moving.Load() }

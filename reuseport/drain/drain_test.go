@@ -1,4 +1,4 @@
-package reuseport
+package drain
 
 import (
 	"bufio"

@@ -1,10 +1,11 @@
-package reuseport
+package activation
 
 import "github.com/hotswap-dev/hotswap/reuseport/internal/execshim"
 
 // ShimArg0 is the argv[0] that makes the hotswap binary act as the exec shim
-// (see [ShimCommand] and [RunShimIfRequested]).
-const ShimArg0 = "hotswap-exec-shim"
+// (see [ShimCommand] and [RunShimIfRequested]). The literal lives in one
+// place, the shim itself (reuseport/internal/execshim).
+const ShimArg0 = execshim.Arg0
 
 // ShimCommand returns the path and argv that start target with args through
 // the exec shim: the supervisor starts path with argv (os.StartProcess, with

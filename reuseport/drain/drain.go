@@ -1,4 +1,4 @@
-package reuseport
+package drain
 
 import (
 	"bufio"
@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hotswap-dev/hotswap/reuseport/handoff"
 )
 
 // Server is an http.Server serving one listener, able to [Server.Drain]
@@ -30,10 +32,8 @@ type Server struct {
 	drainOnce sync.Once
 	drainErr  error
 
-	// Handoff of keep-alive connections (handoff*.go); hub is nil without.
-	hub       *handoffHub
-	ml        *mergedListener
-	moving    atomic.Bool // draining with a target: hand over at boundaries
+	// Handoff of keep-alive connections (handoff.go); ml is nil without.
+	ml        *handoff.Listener
 	graceOver atomic.Bool
 }
 
@@ -43,7 +43,7 @@ type connInfo struct {
 	conn  net.Conn
 	state http.ConnState
 	told  atomic.Bool // a response carried "Connection: close"
-	hc    *hconn      // nil unless the connection can be handed over
+	hc    *handoff.Conn // nil unless the connection can be handed over
 	http1 atomic.Bool // it carried an HTTP/1.x request (HTTP/2 never moves)
 }
 
@@ -55,16 +55,11 @@ type connInfoKey struct{}
 // answer "Connection: close" while draining. Stop it with [Server.Drain]
 // rather than srv.Shutdown.
 //
-// When the supervisor asks for it ([HandoffSocketEnv] is set, as hotswap
-// run --handoff-keepalive does), Serve also opens the process's handoff
-// socket before it returns, receives the keep-alive connections older
-// generations hand over, and Drain hands this server's own to the newer
-// generation instead of closing them (see docs/handoff.md).
-func Serve(srv *http.Server, ln net.Listener) *Server {
-	return serve(srv, ln, defaultHub())
-}
-
-func serve(srv *http.Server, ln net.Listener, hub *handoffHub) *Server {
+// With a hub (nil: none), Serve also receives the keep-alive connections
+// older generations hand over for ln's address, and Drain hands this
+// server's own to the newer generation the hub names instead of closing
+// them (see docs/handoff.md).
+func Serve(srv *http.Server, ln net.Listener, hub *handoff.Hub) *Server {
 	s := &Server{
 		srv:     srv,
 		ln:      ln,
@@ -73,10 +68,8 @@ func serve(srv *http.Server, ln net.Listener, hub *handoffHub) *Server {
 		noConns: make(chan struct{}),
 	}
 	if hub != nil {
-		s.hub = hub
-		s.ml = newMergedListener(ln, s)
+		s.ml = hub.Listen(ln, handoff.ListenOptions{Done: s.served, IdleTimeout: s.idleTimeout, Retarget: s.retarget})
 		s.ln = s.ml
-		hub.register(s)
 	}
 	h := srv.Handler
 	if h == nil {
@@ -96,7 +89,7 @@ func serve(srv *http.Server, ln net.Listener, hub *handoffHub) *Server {
 			ctx = userConnContext(ctx, c)
 		}
 		ci := &connInfo{conn: c, state: http.StateNew}
-		ci.hc, _ = c.(*hconn)
+		ci.hc, _ = c.(*handoff.Conn)
 		s.mu.Lock()
 		s.conns[c] = ci
 		s.mu.Unlock()
@@ -156,12 +149,12 @@ func (s *Server) Drain(ctx context.Context, grace time.Duration) error {
 
 func (s *Server) drain(ctx context.Context, grace time.Duration) error {
 	s.draining.Store(true)
-	if s.hub != nil {
-		defer s.hub.unregister(s)
-		if s.hub.hasTarget() {
+	if s.ml != nil {
+		defer s.ml.Detach()
+		if s.ml.HasTarget() {
 			// Before the listener closes: a connection accepted and not
 			// yet read from is at a boundary too, and moves.
-			s.moving.Store(true)
+			s.ml.SetMoving(true)
 		}
 	}
 	s.ln.Close() // our descriptor only
@@ -189,7 +182,9 @@ func (s *Server) drain(ctx context.Context, grace time.Duration) error {
 	}
 	// Whatever is left answers with Connection: close from now on.
 	s.graceOver.Store(true)
-	s.moving.Store(false)
+	if s.ml != nil {
+		s.ml.SetMoving(false)
+	}
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()
@@ -210,7 +205,7 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateClosed, http.StateHijacked:
 		if ci.hc != nil {
-			ci.hc.never()
+			ci.hc.Never()
 		}
 		delete(s.conns, c)
 		s.checkEmptyLocked()
@@ -220,11 +215,11 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 			// own; this covers a handler that removed the header again.
 			c.Close()
 		} else if ci.hc != nil && ci.http1.Load() {
-			ci.hc.idle()
+			ci.hc.Idle()
 		}
 	case http.StateActive:
 		if ci.hc != nil {
-			ci.hc.active()
+			ci.hc.Active()
 		}
 	}
 }
@@ -253,7 +248,7 @@ func (s *Server) wrap(h http.Handler) http.Handler {
 		ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
 		if r.ProtoMajor != 1 {
 			if ci != nil && ci.hc != nil {
-				ci.hc.never() // HTTP/2 state lives in this process
+				ci.hc.Never() // HTTP/2 state lives in this process
 			}
 			h.ServeHTTP(w, r)
 			return

@@ -1,4 +1,4 @@
-package reuseport
+package activation
 
 import (
 	"fmt"
@@ -65,9 +65,10 @@ func checkHostPort(network, hostport string) error {
 	return nil
 }
 
-// parseFallback accepts what ParseAddr accepts plus a bare HOST:PORT
-// (meaning tcp), the form server authors usually write.
-func parseFallback(s string) (network, address string, err error) {
+// ParseFallback accepts what [ParseAddr] accepts plus a bare HOST:PORT
+// (meaning tcp), the form server authors usually write for the address a
+// server binds itself when it inherited no listeners.
+func ParseFallback(s string) (network, address string, err error) {
 	if strings.Contains(s, "://") {
 		return ParseAddr(s)
 	}

@@ -1,4 +1,4 @@
-package reuseport
+package handoff
 
 import (
 	"context"
@@ -13,14 +13,16 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
 
-// HandoffSocketEnv names the variable through which a supervisor (hotswap
-// run --handoff-keepalive) gives each generation the path of its private
-// handoff socket. [Serve] opens that socket (before the server can report
-// [Ready]) and from then on receives keep-alive connections from older
-// generations, and hands its own to a newer one when it drains.
-const HandoffSocketEnv = "HOTSWAP_HANDOFF_SOCKET"
+// SocketEnv names the variable through which a supervisor (hotswap run
+// --handoff-keepalive) gives each generation the path of its private handoff
+// socket. [FromEnv] opens it; reuseport.Serve does so before the server can
+// report ready, then receives keep-alive connections from older generations,
+// and hands its own to a newer one when it drains.
+const SocketEnv = "HOTSWAP_HANDOFF_SOCKET"
 
 // The handoff protocol, on a unix SOCK_SEQPACKET socket (one message per
 // datagram, text):
@@ -39,12 +41,12 @@ const (
 	handoffDialTimeout  = time.Second
 )
 
-// SetHandoffTarget tells the generation whose handoff socket is socket to
+// SetTarget tells the generation whose handoff socket is socket to
 // hand its idle keep-alive connections to the generation listening on
 // target when it drains (and to send there any it receives meanwhile). The
 // supervisor calls it once the target generation is ready and before it
 // sends the stop signal; nothing happens until the generation drains.
-func SetHandoffTarget(ctx context.Context, socket, target string) error {
+func SetTarget(ctx context.Context, socket, target string) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Second)
@@ -72,17 +74,17 @@ func SetHandoffTarget(ctx context.Context, socket, target string) error {
 	return nil
 }
 
-// handoffHub is a process's handoff endpoint: it receives connections for
-// the process's Servers and knows where to send them on. One per process
-// (from HandoffSocketEnv); tests make their own.
-type handoffHub struct {
+// Hub is a process's handoff endpoint: it receives connections for the
+// process's [Listener]s and knows where to send them on. A server process
+// has one (from [FromEnv]); tests open as many as they like with [Open].
+type Hub struct {
 	path string
 	ln   *net.UnixListener
 
 	mu      sync.Mutex
 	target  string
 	snd     *handoffSender // for target, dialed lazily
-	servers []*Server
+	lns     []*Listener
 	closed  bool
 	peers   map[*net.UnixConn]struct{}
 	wg      sync.WaitGroup
@@ -96,32 +98,28 @@ type handoffHub struct {
 	sent, received, refused, kept atomic.Int64
 }
 
-var processHub struct {
-	once sync.Once
-	hub  *handoffHub
+// FromEnv opens the hub the supervisor asked for in [SocketEnv] and removes
+// the variable (it is this process's, not its children's); it returns nil
+// when the variable is unset. A socket that cannot be opened costs a warning
+// on stderr, not the server: keep-alive clients then reconnect, as without
+// handoff. Call it once per process: the variable is gone afterwards.
+func FromEnv() *Hub {
+	path := os.Getenv(SocketEnv)
+	if path == "" {
+		return nil
+	}
+	os.Unsetenv(SocketEnv)
+	h, err := Open(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "reuseport: %v; keep-alive connections will not be handed over\n", err)
+		return nil
+	}
+	return h
 }
 
-// defaultHub is the process's hub when the supervisor asked for handoff,
-// else nil. A socket that cannot be opened costs a warning on stderr, not
-// the server: keep-alive clients then reconnect, as without handoff.
-func defaultHub() *handoffHub {
-	processHub.once.Do(func() {
-		path := os.Getenv(HandoffSocketEnv)
-		if path == "" {
-			return
-		}
-		os.Unsetenv(HandoffSocketEnv) // ours, not our children's
-		h, err := newHandoffHub(path)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "reuseport: %v; keep-alive connections will not be handed over\n", err)
-			return
-		}
-		processHub.hub = h
-	})
-	return processHub.hub
-}
-
-func newHandoffHub(path string) (*handoffHub, error) {
+// Open listens for handoff messages on the unix socket at path (absolute,
+// at most 107 bytes; a stale socket file is replaced; mode 0600).
+func Open(path string) (*Hub, error) {
 	if !strings.HasPrefix(path, "/") || len(path) > 107 {
 		return nil, fmt.Errorf("handoff socket %q: want an absolute path of at most 107 bytes", path)
 	}
@@ -139,14 +137,30 @@ func newHandoffHub(path string) (*handoffHub, error) {
 		ln.Close()
 		return nil, fmt.Errorf("handoff socket: %w", err)
 	}
-	h := &handoffHub{path: path, ln: ln, peers: map[*net.UnixConn]struct{}{}}
+	h := &Hub{path: path, ln: ln, peers: map[*net.UnixConn]struct{}{}}
 	h.wg.Add(1)
 	go h.acceptLoop()
 	return h, nil
 }
 
-// close stops receiving and waits for the message handlers (tests).
-func (h *handoffHub) close() {
+// Path is the hub's socket path.
+func (h *Hub) Path() string { return h.path }
+
+// Stats counts what the hub did with connections, for tests and debugging.
+type Stats struct {
+	Sent     int64 // handed to a newer generation
+	Received int64 // taken from an older generation
+	Refused  int64 // offered to us and refused (the sender kept them)
+	Kept     int64 // not handed over although a target was set
+}
+
+// Stats returns the hub's counters.
+func (h *Hub) Stats() Stats {
+	return Stats{Sent: h.sent.Load(), Received: h.received.Load(), Refused: h.refused.Load(), Kept: h.kept.Load()}
+}
+
+// Close stops receiving and waits for the message handlers.
+func (h *Hub) Close() {
 	h.mu.Lock()
 	h.closed = true
 	snd := h.snd
@@ -162,18 +176,18 @@ func (h *handoffHub) close() {
 	}
 }
 
-func (h *handoffHub) register(s *Server) {
+func (h *Hub) register(l *Listener) {
 	h.mu.Lock()
-	h.servers = append(h.servers, s)
+	h.lns = append(h.lns, l)
 	h.mu.Unlock()
 }
 
-func (h *handoffHub) unregister(s *Server) {
+func (h *Hub) unregister(l *Listener) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for i, x := range h.servers {
-		if x == s {
-			h.servers = append(h.servers[:i], h.servers[i+1:]...)
+	for i, x := range h.lns {
+		if x == l {
+			h.lns = append(h.lns[:i], h.lns[i+1:]...)
 			return
 		}
 	}
@@ -181,20 +195,23 @@ func (h *handoffHub) unregister(s *Server) {
 
 // targetAlive reports whether handing over may still work: there is a
 // target, and it has not failed.
-func (h *handoffHub) targetAlive() bool {
+func (h *Hub) targetAlive() bool {
 	return h.deadEpoch.Load() != h.epoch.Load()+1
 }
 
-func (h *handoffHub) hasTarget() bool {
+// HasTarget reports whether a newer generation was named ([SetTarget] or
+// [Hub.PointAt]): a draining server then hands its connections over.
+func (h *Hub) HasTarget() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.target != ""
 }
 
-// setTarget points the hub at a newer generation and re-arms draining
-// servers (a target that changes mid-drain: back-to-back swaps, or a
-// new generation that died and was replaced).
-func (h *handoffHub) setTarget(t string) error {
+// PointAt points the hub at the newer generation whose hub listens on t,
+// as a "TARGET t" message does, and re-arms draining servers (a target that
+// changes mid-drain: back-to-back swaps, or a new generation that died and
+// was replaced).
+func (h *Hub) PointAt(t string) error {
 	if !strings.HasPrefix(t, "/") || t == h.path {
 		return fmt.Errorf("bad target %q", t)
 	}
@@ -207,30 +224,32 @@ func (h *handoffHub) setTarget(t string) error {
 	h.epoch.Add(1)
 	old := h.snd
 	h.snd = nil
-	servers := append([]*Server(nil), h.servers...)
+	lns := append([]*Listener(nil), h.lns...)
 	h.mu.Unlock()
 	if old != nil {
 		go old.close() // waits for a send in progress
 	}
-	for _, s := range servers {
-		s.retarget()
+	for _, l := range lns {
+		if l.retarget != nil {
+			l.retarget()
+		}
 	}
 	return nil
 }
 
 // adoptTarget follows a receiver's "MOVED": if the target is still the one
 // that answered, the newer one it names replaces it.
-func (h *handoffHub) adoptTarget(epoch uint64, t string) bool {
+func (h *Hub) adoptTarget(epoch uint64, t string) bool {
 	h.mu.Lock()
 	same := h.epoch.Load() == epoch
 	h.mu.Unlock()
 	if !same {
 		return true // changed meanwhile: try the new one
 	}
-	return h.setTarget(t) == nil
+	return h.PointAt(t) == nil
 }
 
-func (h *handoffHub) acceptLoop() {
+func (h *Hub) acceptLoop() {
 	defer h.wg.Done()
 	for {
 		c, err := h.ln.AcceptUnix()
@@ -271,7 +290,7 @@ func peerTrusted(c *net.UnixConn) bool {
 	return cred.Uid == 0 || int(cred.Uid) == os.Getuid()
 }
 
-func (h *handoffHub) serveConn(c *net.UnixConn) {
+func (h *Hub) serveConn(c *net.UnixConn) {
 	defer h.wg.Done()
 	defer func() {
 		h.mu.Lock()
@@ -320,12 +339,12 @@ func closeFds(fds []int) {
 
 // handle answers one message. For an accepted connection, commit runs
 // after the reply was written: only then may anything read the socket.
-func (h *handoffHub) handle(msg string, fds []int, flags int) (string, func(ok bool)) {
+func (h *Hub) handle(msg string, fds []int, flags int) (string, func(ok bool)) {
 	verb, arg, _ := strings.Cut(msg, " ")
 	switch verb {
 	case "TARGET":
 		closeFds(fds)
-		if err := h.setTarget(arg); err != nil {
+		if err := h.PointAt(arg); err != nil {
 			return "NO " + err.Error(), nil
 		}
 		return "OK", nil
@@ -357,8 +376,8 @@ func (h *handoffHub) handle(msg string, fds []int, flags int) (string, func(ok b
 		h.refused.Add(1)
 		return "NO " + err.Error(), nil
 	}
-	s := h.serverFor(conn.LocalAddr())
-	if s == nil || !s.ml.reserve() {
+	l := h.listenerFor(conn.LocalAddr())
+	if l == nil || !l.reserve() {
 		conn.Close()
 		h.refused.Add(1)
 		return "NO not serving " + conn.LocalAddr().String(), nil
@@ -366,12 +385,12 @@ func (h *handoffHub) handle(msg string, fds []int, flags int) (string, func(ok b
 	idleSince := time.Unix(0, ns)
 	return "OK", func(ok bool) {
 		if !ok {
-			s.ml.cancel()
+			l.cancel()
 			conn.Close() // the sender keeps it; close(2) leaves the socket alone
 			return
 		}
 		h.received.Add(1)
-		s.ml.deliver(newHconn(conn, s, true, idleSince))
+		l.deliver(newConn(conn, l, true, idleSince))
 	}
 }
 
@@ -405,14 +424,14 @@ func fdConn(fd int) (net.Conn, error) {
 	return nil, fmt.Errorf("not a stream socket")
 }
 
-// serverFor finds the serving Server whose listener the connection came
-// from (same port, or same unix path).
-func (h *handoffHub) serverFor(local net.Addr) *Server {
+// listenerFor finds the Listener the connection came from (same port, or
+// same unix path).
+func (h *Hub) listenerFor(local net.Addr) *Listener {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, s := range h.servers {
-		if s.ml != nil && addrServes(s.ml.Addr(), local) {
-			return s
+	for _, l := range h.lns {
+		if addrServes(l.Addr(), local) {
+			return l
 		}
 	}
 	return nil
@@ -442,8 +461,8 @@ const (
 // handOver sends c's socket to the current target, following "MOVED".
 // epoch is the target generation it tried last (for "failed for this
 // target" bookkeeping).
-func (h *handoffHub) handOver(c net.Conn, idleSince time.Time) (handoverResult, uint64) {
-	fd, err := dupNonBlocking(c) // never (*os.File).Fd: see ExportFiles
+func (h *Hub) handOver(c net.Conn, idleSince time.Time) (handoverResult, uint64) {
+	fd, err := activation.DupFD(c) // never (*os.File).Fd: see activation.ExportFiles
 	if err != nil {
 		return handoverKept, h.epoch.Load()
 	}
