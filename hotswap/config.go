@@ -179,7 +179,7 @@ type Config struct {
 	// starting); a swap waits for a draining one to exit past it.
 	MaxGenerations int
 	// HandoffKeepAlive gives each generation a private handoff socket
-	// (reuseport.HandoffSocketEnv) and, once a new generation is ready,
+	// (handoff.SocketEnv) and, once a new generation is ready,
 	// tells the older ones to hand it their idle keep-alive connections
 	// (see hotswap/handoff.go and docs/handoff.md).
 	HandoffKeepAlive bool

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hotswap-dev/hotswap/reuseport"
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
 
 // ControlRequest is one line a client sends on the control socket.
@@ -60,7 +60,7 @@ func (e *Engine) serveControl(ctx context.Context) (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	if err := reuseport.RemoveStaleSocket(path); err != nil {
+	if err := activation.RemoveStaleSocket(path); err != nil {
 		return nil, fmt.Errorf("control socket: %w; give this hotswap its own --control-socket", err)
 	}
 	old := unix.Umask(0o177) // the socket is created 0600, with no window

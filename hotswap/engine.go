@@ -17,7 +17,8 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
-	"github.com/hotswap-dev/hotswap/reuseport"
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
+	"github.com/hotswap-dev/hotswap/reuseport/handoff"
 )
 
 // ErrShuttingDown is the reason of swaps refused or canceled by shutdown.
@@ -31,7 +32,7 @@ type Engine struct {
 	reaper *entrypoint.Reaper
 	log    *slog.Logger
 
-	listeners []reuseport.NamedListener
+	listeners []activation.NamedListener
 	runDir    string
 	baseEnv   []string
 
@@ -95,7 +96,7 @@ type (
 	drainDeadlineEvent struct{ g *generation }
 	notifyEvent        struct {
 		g   *generation
-		msg reuseport.NotifyMessage
+		msg activation.NotifyMessage
 	}
 	restartEvent struct{}
 	rejectEvent  struct{ source, reason string }
@@ -132,7 +133,7 @@ func New(cfg Config, reaper *entrypoint.Reaper) (*Engine, error) {
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "HOTSWAP_GENERATION", "HOTSWAP_VERSION", reuseport.HandoffSocketEnv:
+		case "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "HOTSWAP_GENERATION", "HOTSWAP_VERSION", handoff.SocketEnv:
 			continue // ours to set per generation; never leak a stale one
 		}
 		e.baseEnv = append(e.baseEnv, kv)
@@ -150,17 +151,17 @@ func New(cfg Config, reaper *entrypoint.Reaper) (*Engine, error) {
 	}
 	e.runDir = dir
 	for _, l := range cfg.Listeners {
-		network, addr, err := reuseport.ParseAddr(l.URL)
+		network, addr, err := activation.ParseAddr(l.URL)
 		if err != nil {
 			e.closeListeners()
 			return nil, fmt.Errorf("listen %s: %w", l.Name, err)
 		}
-		ln, err := reuseport.Listen(context.Background(), network, addr)
+		ln, err := activation.Listen(context.Background(), network, addr)
 		if err != nil {
 			e.closeListeners()
 			return nil, fmt.Errorf("listen %s=%s: %w", l.Name, l.URL, err)
 		}
-		e.listeners = append(e.listeners, reuseport.NamedListener{Name: l.Name, Listener: ln})
+		e.listeners = append(e.listeners, activation.NamedListener{Name: l.Name, Listener: ln})
 	}
 	e.current = cfg.Release
 	e.status = Status{Phase: PhaseStarting}
@@ -180,7 +181,7 @@ func (e *Engine) Restarts() uint64 { return e.restarts.Load() }
 func (e *Engine) RuntimeDir() string { return e.runDir }
 
 // Listeners are the sockets hotswap holds for the pod's life.
-func (e *Engine) Listeners() []reuseport.NamedListener { return e.listeners }
+func (e *Engine) Listeners() []activation.NamedListener { return e.listeners }
 
 // Status is a snapshot of the engine, safe to call from any goroutine.
 func (e *Engine) Status() Status {
@@ -706,7 +707,7 @@ func (e *Engine) restart() {
 	e.publish(StatusChanged, fmt.Sprintf("restarted as generation %d", g.id), false)
 }
 
-func (e *Engine) onNotify(g *generation, m reuseport.NotifyMessage) {
+func (e *Engine) onNotify(g *generation, m activation.NotifyMessage) {
 	if !e.notifyAllowed(g, m.PID) {
 		e.log.Warn("ignoring sd_notify message from a process that is not the generation's main process", "generation", g.id, "sender_pid", m.PID, "main_pid", g.proc.PID)
 		return

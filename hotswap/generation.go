@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
-	"github.com/hotswap-dev/hotswap/reuseport"
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
 
 // generation is one running instance of a release.
@@ -25,7 +25,7 @@ type generation struct {
 	readyAt    time.Time
 	drainStart time.Time
 	statusText string
-	notify     *reuseport.NotifySocket
+	notify     *activation.NotifySocket
 	handoff    string             // its handoff socket path (--handoff-keepalive), or ""
 	cancel     context.CancelFunc // stops the readiness probe and notify reader
 }
@@ -63,7 +63,7 @@ func (e *Engine) startGeneration(rel Release, first bool) (*generation, error) {
 	env = append(env, e.handoffEnv(g)...)
 	if e.cfg.Ready.Kind == ReadyNotify {
 		path := filepath.Join(e.runDir, fmt.Sprintf("notify-%d-%d.sock", os.Getpid(), id))
-		ns, err := reuseport.NewNotifySocket(path)
+		ns, err := activation.NewNotifySocket(path)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("generation %d: notify socket: %w", id, err)
@@ -76,7 +76,7 @@ func (e *Engine) startGeneration(rel Release, first bool) (*generation, error) {
 	path, argv := rel.Path, append([]string{rel.Path}, rel.Args...)
 	var exported []*os.File
 	if len(e.listeners) > 0 {
-		lf, lenv, err := reuseport.ExportFiles(e.listeners)
+		lf, lenv, err := activation.ExportFiles(e.listeners)
 		if err != nil {
 			g.close()
 			return nil, fmt.Errorf("generation %d: pass listeners: %w", id, err)
@@ -86,7 +86,7 @@ func (e *Engine) startGeneration(rel Release, first bool) (*generation, error) {
 		env = append(env, lenv...)
 		// LISTEN_PID must be the child's own PID, which only the child knows:
 		// a re-exec of hotswap sets it and execs the target in place.
-		path, argv = reuseport.ShimCommand(e.cfg.Self, rel.Path, rel.Args)
+		path, argv = activation.ShimCommand(e.cfg.Self, rel.Path, rel.Args)
 	}
 	proc, err := e.reaper.Start(entrypoint.Spec{Path: path, Argv: argv, Env: env, Files: files, Foreground: first})
 	for _, f := range exported {

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/hotswap-dev/hotswap/reuseport"
+	"github.com/hotswap-dev/hotswap/reuseport/handoff"
 )
 
 // Keep-alive handoff (--handoff-keepalive): hotswap only names the sockets
@@ -34,7 +34,7 @@ func (e *Engine) handoffEnv(g *generation) []string {
 		return nil
 	}
 	g.handoff = filepath.Join(e.runDir, fmt.Sprintf("handoff-%d-%d.sock", os.Getpid(), g.id))
-	return []string{reuseport.HandoffSocketEnv + "=" + g.handoff}
+	return []string{handoff.SocketEnv + "=" + g.handoff}
 }
 
 // handoffTo tells every other live generation to hand its keep-alive
@@ -53,7 +53,7 @@ func (e *Engine) handoffTo(g *generation) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), handoffTellTimeout)
-		err := reuseport.SetHandoffTarget(ctx, old.handoff, g.handoff)
+		err := handoff.SetTarget(ctx, old.handoff, g.handoff)
 		cancel()
 		if err != nil {
 			e.log.Info("handoff: cannot tell the old generation its target; it drains normally", "generation", old.id, "to", g.id, "err", err)

@@ -11,7 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/hotswap-dev/hotswap/reuseport"
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
 	// Runs the LISTEN_PID exec shim from a package initializer, before the
 	// heavier packages initialize, so a generation starts sooner.
 	_ "github.com/hotswap-dev/hotswap/reuseport/shim"
@@ -23,7 +23,7 @@ var version = "dev"
 func main() {
 	// A child started with listeners passes through this re-exec to learn
 	// its own PID for LISTEN_PID; it never returns when it is the shim.
-	reuseport.RunShimIfRequested()
+	activation.RunShimIfRequested()
 
 	if filepath.Base(os.Args[0]) == "kill" {
 		// Multi-call: /bin/kill -> /hotswap, so `kubectl exec POD -- kill

@@ -15,7 +15,7 @@ import (
 
 	"github.com/hotswap-dev/hotswap/e2e/load"
 	"github.com/hotswap-dev/hotswap/hotswap"
-	"github.com/hotswap-dev/hotswap/reuseport"
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
 
 // The 1,000-swap benchmarks. Each is one long run (b.N is ignored: run
@@ -199,7 +199,7 @@ func benchSwapRun(b *testing.B, pc PodConfig, migrate string) {
 // of a swap that is the child's own start, not hotswap's.
 func childStartTimes(b *testing.B, pc PodConfig, k int) []time.Duration {
 	dir := b.TempDir()
-	ns, err := reuseport.NewNotifySocket(filepath.Join(dir, "notify.sock"))
+	ns, err := activation.NewNotifySocket(filepath.Join(dir, "notify.sock"))
 	if err != nil {
 		b.Fatal(err)
 	}

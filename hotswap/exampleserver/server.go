@@ -96,6 +96,7 @@ func Run(o Options, log *slog.Logger) int {
 	srv := reuseport.Serve(hs, ln)
 	time.Sleep(o.StartDelay)
 	if !o.NeverReady {
+		reuseport.Steer() // under --mode reuseport: take the group's new connections
 		if err := reuseport.Ready(); err != nil {
 			log.Warn("sd_notify", "err", err)
 		}
