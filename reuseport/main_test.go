@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/activation"
+	sdactivation "github.com/coreos/go-systemd/v22/activation"
 	"golang.org/x/sys/unix"
+
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
 
 // childEnv selects what the re-executed test binary does (tableflip's trick:
@@ -26,7 +28,7 @@ import (
 const childEnv = "REUSEPORT_TEST_CHILD"
 
 func TestMain(m *testing.M) {
-	RunShimIfRequested() // the test binary doubles as hotswap's exec shim
+	activation.RunShimIfRequested() // the test binary doubles as hotswap's exec shim
 	if role := os.Getenv(childEnv); role != "" {
 		os.Exit(runChild(role))
 	}
@@ -53,7 +55,7 @@ func runChild(role string) int {
 	var ln net.Listener
 	switch role {
 	case "systemd":
-		m, err := activation.ListenersWithNames()
+		m, err := sdactivation.ListenersWithNames()
 		if err != nil {
 			rep.Err = err.Error()
 		}
@@ -73,12 +75,6 @@ func runChild(role string) int {
 		for name := range all {
 			rep.Names = append(rep.Names, name)
 		}
-	case "notify":
-		if err := Notify("STATUS=child here\nREADY=1"); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return 0
 	default:
 		fmt.Fprintf(os.Stderr, "unknown role %q\n", role)
 		return 2
@@ -143,7 +139,7 @@ func startChild(t *testing.T, role string, viaShim bool, files []*os.File, env [
 	}
 	cmd := &exec.Cmd{Path: self, Args: []string{self}}
 	if viaShim {
-		cmd.Path, cmd.Args = ShimCommand("/proc/self/exe", self, nil)
+		cmd.Path, cmd.Args = activation.ShimCommand("/proc/self/exe", self, nil)
 	}
 	cmd.Env = append(append(os.Environ(), childEnv+"="+role), env...)
 	cmd.ExtraFiles = files
@@ -207,7 +203,7 @@ func get(t *testing.T, network, addr string) string {
 
 func listenTCP(t *testing.T) net.Listener {
 	t.Helper()
-	ln, err := Listen(context.Background(), "tcp", "127.0.0.1:0")
+	ln, err := activation.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,9 +211,9 @@ func listenTCP(t *testing.T) net.Listener {
 	return ln
 }
 
-func export(t *testing.T, named ...NamedListener) ([]*os.File, []string) {
+func export(t *testing.T, named ...activation.NamedListener) ([]*os.File, []string) {
 	t.Helper()
-	files, env, err := ExportFiles(named)
+	files, env, err := activation.ExportFiles(named)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +230,7 @@ func export(t *testing.T, named ...NamedListener) ([]*os.File, []string) {
 // LISTEN_PID is its own PID.
 func TestSystemdServerUnchanged(t *testing.T) {
 	http1, admin := listenTCP(t), listenTCP(t)
-	files, env := export(t, NamedListener{"http", http1}, NamedListener{"admin", admin})
+	files, env := export(t, activation.NamedListener{Name: "http", Listener: http1}, activation.NamedListener{Name: "admin", Listener: admin})
 	c := startChild(t, "systemd", true, files, env)
 	if c.rep.Err != "" {
 		t.Fatalf("child: %s", c.rep.Err)
@@ -262,17 +258,17 @@ func TestSystemdServerUnchanged(t *testing.T) {
 func TestListenerInherited(t *testing.T) {
 	tcp := listenTCP(t)
 	dir := t.TempDir()
-	ux, err := Listen(context.Background(), "unix", dir+"/http.sock")
+	ux, err := activation.Listen(context.Background(), "unix", dir+"/http.sock")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ux.Close()
-	ns, err := NewNotifySocket(dir + "/notify.sock")
+	ns, err := activation.NewNotifySocket(dir + "/notify.sock")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ns.Close()
-	files, env := export(t, NamedListener{"http", tcp}, NamedListener{"unix", ux})
+	files, env := export(t, activation.NamedListener{Name: "http", Listener: tcp}, activation.NamedListener{Name: "unix", Listener: ux})
 	c := startChild(t, "reuseport", true, files, append(env, "NOTIFY_SOCKET="+ns.Path()))
 	if c.rep.Err != "" {
 		t.Fatalf("child: %s", c.rep.Err)
@@ -303,7 +299,7 @@ func TestListenerInherited(t *testing.T) {
 // child's PID, so the descriptors are not its own and it binds its fallback.
 func TestListenerNotOurs(t *testing.T) {
 	tcp := listenTCP(t)
-	files, env := export(t, NamedListener{"http", tcp})
+	files, env := export(t, activation.NamedListener{Name: "http", Listener: tcp})
 	env = append(env, "LISTEN_PID="+strconv.Itoa(os.Getpid()), "REUSEPORT_TEST_FALLBACK=tcp://127.0.0.1:0")
 	c := startChild(t, "reuseport", false, files, env)
 	if c.rep.Err != "" {
@@ -318,7 +314,7 @@ func TestListenerNotOurs(t *testing.T) {
 // silent fallback bind.
 func TestListenerWrongName(t *testing.T) {
 	tcp := listenTCP(t)
-	files, env := export(t, NamedListener{"web", tcp})
+	files, env := export(t, activation.NamedListener{Name: "web", Listener: tcp})
 	c := startChild(t, "reuseport", true, files, append(env, "REUSEPORT_TEST_FALLBACK=127.0.0.1:0"))
 	if !strings.Contains(c.rep.Err, `no listener named "http" among the inherited ones (web)`) {
 		t.Errorf("child error %q", c.rep.Err)

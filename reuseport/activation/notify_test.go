@@ -53,7 +53,7 @@ func TestNotifyInProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Setenv("NOTIFY_SOCKET", ns.Path())
-		if err := Stopping(); err != nil {
+		if err := Notify("STOPPING=1"); err != nil {
 			t.Fatal(err)
 		}
 		msg, err := ns.Recv()
@@ -76,11 +76,11 @@ func TestNotifyInProcess(t *testing.T) {
 		}
 	}
 	t.Setenv("NOTIFY_SOCKET", "")
-	if err := Ready(); err != nil {
-		t.Errorf("Ready without NOTIFY_SOCKET: %v", err)
+	if err := Notify("READY=1"); err != nil {
+		t.Errorf("Notify without NOTIFY_SOCKET: %v", err)
 	}
 	t.Setenv("NOTIFY_SOCKET", "relative")
-	if err := Ready(); err == nil {
+	if err := Notify("READY=1"); err == nil {
 		t.Error("relative NOTIFY_SOCKET accepted")
 	}
 }

@@ -229,9 +229,3 @@ func TestShimEnv(t *testing.T) {
 		t.Errorf("without fds: %q", got)
 	}
 }
-
-func TestShimArg0MatchesInternal(t *testing.T) {
-	if ShimArg0 != execshim.Arg0 {
-		t.Fatalf("ShimArg0 %q != execshim.Arg0 %q", ShimArg0, execshim.Arg0)
-	}
-}

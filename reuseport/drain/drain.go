@@ -42,9 +42,9 @@ type Server struct {
 type connInfo struct {
 	conn  net.Conn
 	state http.ConnState
-	told  atomic.Bool // a response carried "Connection: close"
+	told  atomic.Bool   // a response carried "Connection: close"
 	hc    *handoff.Conn // nil unless the connection can be handed over
-	http1 atomic.Bool // it carried an HTTP/1.x request (HTTP/2 never moves)
+	http1 atomic.Bool   // it carried an HTTP/1.x request (HTTP/2 never moves)
 }
 
 type connInfoKey struct{}

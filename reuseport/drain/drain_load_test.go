@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
 
 // The handover load test: generations of an HTTP server take turns on one
@@ -130,7 +132,7 @@ func (l trackingListener) Accept() (net.Conn, error) {
 }
 
 func startGeneration(t testing.TB, shared net.Listener, useDrain bool) *generation {
-	files, _, err := ExportFiles([]NamedListener{{"http", shared}})
+	files, _, err := activation.ExportFiles([]activation.NamedListener{{Name: "http", Listener: shared}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +149,7 @@ func startGeneration(t testing.TB, shared net.Listener, useDrain bool) *generati
 	})}}
 	tl := trackingListener{ln, g}
 	if useDrain {
-		g.s = Serve(g.srv, tl)
+		g.s = Serve(g.srv, tl, nil)
 	} else {
 		go g.srv.Serve(tl)
 	}

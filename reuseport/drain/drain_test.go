@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
 
 // rawClient is one HTTP/1.1 keep-alive connection that never retries.
@@ -63,7 +65,7 @@ func TestDrainTellsKeepAliveClients(t *testing.T) {
 		io.WriteString(w, "slow")
 	})
 	ln := listenTCP(t)
-	s := Serve(&http.Server{Handler: mux}, ln)
+	s := Serve(&http.Server{Handler: mux}, ln, nil)
 
 	idle := dialRaw(t, ln.Addr().String())
 	idle.send("/")
@@ -109,7 +111,7 @@ func TestDrainTellsKeepAliveClients(t *testing.T) {
 
 func TestDrainSilentIdleAfterGrace(t *testing.T) {
 	ln := listenTCP(t)
-	s := Serve(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}, ln)
+	s := Serve(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}, ln, nil)
 	idle := dialRaw(t, ln.Addr().String())
 	idle.send("/")
 	idle.read(t)
@@ -129,7 +131,7 @@ func TestDrainContextEnds(t *testing.T) {
 	ln := listenTCP(t)
 	stuck := make(chan struct{})
 	defer close(stuck)
-	s := Serve(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-stuck })}, ln)
+	s := Serve(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-stuck })}, ln, nil)
 	c := dialRaw(t, ln.Addr().String())
 	c.send("/")
 	time.Sleep(50 * time.Millisecond)
@@ -159,7 +161,7 @@ func TestServeKeepsWriterInterfaces(t *testing.T) {
 		if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Second)); err != nil {
 			t.Errorf("ResponseController through the wrapper: %v", err)
 		}
-	})}, ln)
+	})}, ln, nil)
 	defer s.Drain(context.Background(), 0)
 	get(t, "tcp", ln.Addr().String())
 	<-done
@@ -171,13 +173,13 @@ func TestServeKeepsWriterInterfaces(t *testing.T) {
 func BenchmarkServeWrapper(b *testing.B) {
 	for _, wrapped := range []bool{false, true} {
 		b.Run(fmt.Sprintf("wrapped=%v", wrapped), func(b *testing.B) {
-			ln, err := Listen(context.Background(), "tcp", "127.0.0.1:0")
+			ln, err := activation.Listen(context.Background(), "tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)
 			}
 			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
 			if wrapped {
-				s := Serve(srv, ln)
+				s := Serve(srv, ln, nil)
 				defer s.Drain(context.Background(), 0)
 			} else {
 				go srv.Serve(ln)

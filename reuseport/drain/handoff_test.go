@@ -9,13 +9,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
+	"github.com/hotswap-dev/hotswap/reuseport/handoff"
 )
 
 // hgen is one "generation" inside the test process: its own handoff hub
@@ -23,7 +21,7 @@ import (
 // hotswap. Its responses say which generation answered (X-Gen).
 type hgen struct {
 	name    string
-	hub     *handoffHub
+	hub     *handoff.Hub
 	s       *Server
 	srv     *http.Server
 	started chan struct{} // a /slow request is in its handler
@@ -32,11 +30,11 @@ type hgen struct {
 
 func newHgen(t *testing.T, name string, ln net.Listener, tune func(*http.Server)) *hgen {
 	t.Helper()
-	hub, err := newHandoffHub(filepath.Join(t.TempDir(), name+".sock"))
+	hub, err := handoff.Open(filepath.Join(t.TempDir(), name+".sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(hub.close)
+	t.Cleanup(hub.Close)
 	g := &hgen{name: name, hub: hub, started: make(chan struct{}, 16), release: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -52,7 +50,7 @@ func newHgen(t *testing.T, name string, ln net.Listener, tune func(*http.Server)
 	if tune != nil {
 		tune(g.srv)
 	}
-	g.s = serve(g.srv, ln, hub)
+	g.s = Serve(g.srv, ln, hub)
 	t.Cleanup(func() {
 		select {
 		case <-g.release:
@@ -70,7 +68,7 @@ func newHgen(t *testing.T, name string, ln net.Listener, tune func(*http.Server)
 // inherits).
 func dupListener(t *testing.T, ln net.Listener) net.Listener {
 	t.Helper()
-	fd, err := dupNonBlocking(ln)
+	fd, err := activation.DupFD(ln)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +137,7 @@ func TestHandoffIdleMovesWithoutClose(t *testing.T) {
 	expectGen(t, c.read(t), "old", false)
 
 	nu := newHgen(t, "new", dupListener(t, ln), nil)
-	if err := SetHandoffTarget(context.Background(), old.hub.path, nu.hub.path); err != nil {
+	if err := handoff.SetTarget(context.Background(), old.hub.Path(), nu.hub.Path()); err != nil {
 		t.Fatal(err)
 	}
 	// A grace of 10s: only a handover (not a timeout) ends it quickly, and
@@ -149,12 +147,12 @@ func TestHandoffIdleMovesWithoutClose(t *testing.T) {
 	c.silent(t, 200*time.Millisecond)
 	c.send("/")
 	expectGen(t, c.read(t), "new", false)
-	if s, r := old.hub.sent.Load(), nu.hub.received.Load(); s != 1 || r != 1 {
+	if s, r := old.hub.Stats().Sent, nu.hub.Stats().Received; s != 1 || r != 1 {
 		t.Fatalf("sent %d received %d, want 1 and 1", s, r)
 	}
 	// The shared open file description is still non-blocking.
 	nu.s.mu.Lock()
-	var hc *hconn
+	var hc *handoff.Conn
 	for _, ci := range nu.s.conns {
 		hc = ci.hc
 	}
@@ -173,7 +171,7 @@ func TestHandoffInFlightFinishesThenMoves(t *testing.T) {
 	c.send("/slow")
 	<-old.started
 	nu := newHgen(t, "new", dupListener(t, ln), nil)
-	old.hub.setTarget(nu.hub.path)
+	old.hub.PointAt(nu.hub.Path())
 	done := old.drainAsync(10 * time.Second)
 	close(old.release)
 	// Finished on the old generation, keep-alive kept.
@@ -194,7 +192,7 @@ func TestHandoffPipelinedStayUntilCleanBoundary(t *testing.T) {
 	fmt.Fprintf(c.c, "GET /slow HTTP/1.1\r\nHost: test\r\n\r\nGET /two HTTP/1.1\r\nHost: test\r\n\r\n")
 	<-old.started
 	nu := newHgen(t, "new", dupListener(t, ln), nil)
-	old.hub.setTarget(nu.hub.path)
+	old.hub.PointAt(nu.hub.Path())
 	done := old.drainAsync(10 * time.Second)
 	close(old.release)
 	expectGen(t, c.read(t), "old", false)
@@ -211,7 +209,7 @@ func TestHandoffRequestWithBodyServedAndClosed(t *testing.T) {
 	fmt.Fprintf(c.c, "POST /slow HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello")
 	<-old.started
 	nu := newHgen(t, "new", dupListener(t, ln), nil)
-	old.hub.setTarget(nu.hub.path)
+	old.hub.PointAt(nu.hub.Path())
 	done := old.drainAsync(10 * time.Second)
 	close(old.release)
 	expectGen(t, c.read(t), "old", true)
@@ -219,7 +217,7 @@ func TestHandoffRequestWithBodyServedAndClosed(t *testing.T) {
 		t.Fatal("connection not closed after its Connection: close response")
 	}
 	waitDrain(t, done, 3*time.Second)
-	if n := old.hub.sent.Load(); n != 0 {
+	if n := old.hub.Stats().Sent; n != 0 {
 		t.Fatalf("%d connections handed over, want 0", n)
 	}
 }
@@ -235,7 +233,7 @@ func TestHandoffHalfReadRequestStays(t *testing.T) {
 	nu := newHgen(t, "new", dupListener(t, ln), nil)
 	io.WriteString(c.c, "GET /half HTTP/1.1\r\nHo")
 	time.Sleep(100 * time.Millisecond) // read by net/http, which waits for the rest
-	old.hub.setTarget(nu.hub.path)
+	old.hub.PointAt(nu.hub.Path())
 	done := old.drainAsync(10 * time.Second)
 	time.Sleep(100 * time.Millisecond)
 	io.WriteString(c.c, "st: test\r\n\r\n")
@@ -250,19 +248,19 @@ func TestHandoffHalfReadRequestStays(t *testing.T) {
 func TestHandoffSendFailureFallsBack(t *testing.T) {
 	ln := listenTCP(t)
 	old := newHgen(t, "old", dupListener(t, ln), nil)
-	dead, err := newHandoffHub(filepath.Join(t.TempDir(), "dead.sock"))
+	dead, err := handoff.Open(filepath.Join(t.TempDir(), "dead.sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadPath := dead.path
-	dead.close() // the file stays; connect fails with ECONNREFUSED
+	deadPath := dead.Path()
+	dead.Close() // the file stays; connect fails with ECONNREFUSED
 	idle := dialRaw(t, ln.Addr().String())
 	idle.send("/")
 	expectGen(t, idle.read(t), "old", false)
 	busy := dialRaw(t, ln.Addr().String())
 	busy.send("/slow")
 	<-old.started
-	old.hub.setTarget(deadPath)
+	old.hub.PointAt(deadPath)
 	done := old.drainAsync(2 * time.Second)
 	time.Sleep(100 * time.Millisecond)
 	idle.send("/")
@@ -273,7 +271,7 @@ func TestHandoffSendFailureFallsBack(t *testing.T) {
 		t.Fatal("not closed after Connection: close")
 	}
 	waitDrain(t, done, 3*time.Second)
-	if n := old.hub.kept.Load(); n == 0 {
+	if n := old.hub.Stats().Kept; n == 0 {
 		t.Fatal("no failed handover recorded")
 	}
 }
@@ -296,7 +294,7 @@ func TestHandoffKeepsIdleTimeout(t *testing.T) {
 	}
 	nu := newHgen(t, "new", dupListener(t, ln), tune)
 	idleFrom := time.Now()
-	old.hub.setTarget(nu.hub.path)
+	old.hub.PointAt(nu.hub.Path())
 	waitDrain(t, old.drainAsync(10*time.Second), 3*time.Second)
 	time.Sleep(600 * time.Millisecond) // > ReadHeaderTimeout
 	a.send("/")
@@ -328,12 +326,12 @@ func TestHandoffBackToBack(t *testing.T) {
 	idle.send("/")
 	idle.read(t)
 
-	a.hub.setTarget(b.hub.path)
+	a.hub.PointAt(b.hub.Path())
 	doneA := a.drainAsync(10 * time.Second)
 	time.Sleep(100 * time.Millisecond)
 
 	c := newHgen(t, "C", dupListener(t, ln), nil)
-	b.hub.setTarget(c.hub.path) // A is not told: it learns from B's MOVED
+	b.hub.PointAt(c.hub.Path()) // A is not told: it learns from B's MOVED
 	doneB := b.drainAsync(10 * time.Second)
 	waitDrain(t, doneB, 3*time.Second)
 	idle.send("/")
@@ -344,165 +342,4 @@ func TestHandoffBackToBack(t *testing.T) {
 	waitDrain(t, doneA, 3*time.Second)
 	busy.send("/")
 	expectGen(t, busy.read(t), "C", false)
-}
-
-// fakeConn lets a test decide what a blocked Read returns after a wake-up.
-type fakeConn struct {
-	net.Conn
-	mu      sync.Mutex
-	dl      time.Time
-	changed chan struct{}
-	onWake  func() (int, error)
-	data    string
-}
-
-func (f *fakeConn) SetReadDeadline(t time.Time) error {
-	f.mu.Lock()
-	f.dl = t
-	f.mu.Unlock()
-	select {
-	case f.changed <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-func (f *fakeConn) deadline() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.dl
-}
-
-func (f *fakeConn) Read(p []byte) (int, error) {
-	for {
-		if d := f.deadline(); !d.IsZero() && d.Before(time.Now()) {
-			// The wake-up hit, but bytes arrived at the same moment.
-			return copy(p, f.data), nil
-		}
-		<-f.changed
-	}
-}
-
-// Bytes that arrive just as a takeover wakes the read belong to net/http:
-// the takeover is abandoned, the data returned, and net/http's deadline —
-// also one it set while the wake-up was pending — is put back.
-func TestHandoffWakeRacesIncomingBytes(t *testing.T) {
-	hub, err := newHandoffHub(filepath.Join(t.TempDir(), "h.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hub.close()
-	hub.setTarget("/nonexistent/target.sock")
-	s := &Server{hub: hub, srv: &http.Server{}}
-	fc := &fakeConn{changed: make(chan struct{}, 1), data: "GET / HTTP/1.1\r\n"}
-	hc := newHconn(fc, s, false, time.Now())
-	want := time.Now().Add(time.Hour)
-	hc.SetReadDeadline(want)
-	type res struct {
-		n   int
-		err error
-	}
-	out := make(chan res, 1)
-	go func() {
-		n, err := hc.Read(make([]byte, 4096))
-		out <- res{n, err}
-	}()
-	for {
-		hc.mu.Lock()
-		r := hc.reading
-		hc.mu.Unlock()
-		if r {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	s.moving.Store(true)
-	// net/http rewrites the deadline while the wake-up is pending (as it
-	// does after its idle hook): the wake-up must not be lost.
-	hc.mu.Lock()
-	hc.woken = true
-	fc.SetReadDeadline(aLongTimeAgo)
-	hc.mu.Unlock()
-	later := time.Now().Add(2 * time.Hour)
-	hc.SetReadDeadline(later)
-	if !fc.deadline().Equal(aLongTimeAgo) {
-		t.Fatal("SetReadDeadline overwrote a pending wake-up")
-	}
-	r := <-out
-	if r.err != nil || r.n != len(fc.data) {
-		t.Fatalf("Read = %d, %v; want the %d bytes that arrived", r.n, r.err, len(fc.data))
-	}
-	if got := fc.deadline(); !got.Equal(later) {
-		t.Fatalf("deadline after the abandoned takeover %v, want net/http's %v", got, later)
-	}
-	if hc.taken.Load() || hub.sent.Load() != 0 {
-		t.Fatal("connection handed over although net/http had read its bytes")
-	}
-}
-
-// The handoff socket refuses peers of other users and bad messages, and a
-// connection for a listener nobody here serves is answered NO (the sender
-// keeps it).
-func TestHandoffSocketRefuses(t *testing.T) {
-	hub, err := newHandoffHub(filepath.Join(t.TempDir(), "h.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hub.close()
-	fi, err := os.Stat(hub.path)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("socket mode %v (%v), want 0600", fi.Mode(), err)
-	}
-	c, err := net.Dial("unixpacket", hub.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ask := func(msg string, fds ...int) string {
-		t.Helper()
-		var oob []byte
-		if len(fds) > 0 {
-			oob = unix.UnixRights(fds...)
-		}
-		if _, _, err := c.(*net.UnixConn).WriteMsgUnix([]byte(msg), oob, nil); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 256)
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		n, err := c.Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(buf[:n])
-	}
-	if r := ask("HELLO"); !strings.HasPrefix(r, "NO") {
-		t.Fatalf("unknown message: %q", r)
-	}
-	if r := ask("CONN 0"); !strings.HasPrefix(r, "NO") {
-		t.Fatalf("CONN without descriptor: %q", r)
-	}
-	if r := ask("TARGET relative.sock"); !strings.HasPrefix(r, "NO") {
-		t.Fatalf("relative target: %q", r)
-	}
-	other := listenTCP(t)
-	tc, err := net.Dial("tcp", other.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
-	fd, err := dupNonBlocking(tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	if r := ask("CONN 0", fd); !strings.HasPrefix(r, "NO not serving") {
-		t.Fatalf("connection for no server here: %q", r)
-	}
-	if r := ask("TARGET /x/y.sock"); r != "OK" {
-		t.Fatalf("target: %q", r)
-	}
-	if r := ask("CONN 0", fd); r != "MOVED /x/y.sock" {
-		t.Fatalf("with a target: %q, want MOVED", r)
-	}
-	_ = syscall.Getpid
 }

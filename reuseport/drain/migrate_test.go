@@ -19,6 +19,9 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/e2e/netns"
+
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
+	"github.com/hotswap-dev/hotswap/reuseport/steer"
 )
 
 // The migration reproducer: generations that each bind their own
@@ -34,7 +37,7 @@ import (
 //   - close: a bare accept loop; the old generation closes its listener
 //     while the kernel still spreads new connections by hash (the baseline);
 //   - close-steer: the same, but the new generation steers the group's new
-//     connections to itself when "ready" (steer_linux.go);
+//     connections to itself when "ready" (package steer);
 //   - drain-nosteer: Serve, and Drain to stop, without steering (the
 //     library before steering);
 //   - drain: Serve, steering at "ready", Drain (the library).
@@ -119,7 +122,7 @@ var migrateCounters = []string{
 // Serve (and stopped by Drain), or by a bare accept loop (mode close).
 type migrateGen struct {
 	ln   net.Listener
-	st   *steerer // nil without steering
+	st   *steer.Steerer // nil without steering
 	srv  *Server
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -129,12 +132,12 @@ var okResponse = []byte("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: clo
 
 func startMigrateGen(t *testing.T, addr, mode string) *migrateGen {
 	var ln net.Listener
-	var st *steerer
+	var st *steer.Steerer
 	var err error
 	if mode == "close-steer" || mode == "drain" {
-		ln, st, err = listenSteered(context.Background(), "tcp4", addr)
+		ln, st, err = steer.Listen(context.Background(), "tcp4", addr)
 	} else {
-		ln, err = Listen(context.Background(), "tcp4", addr)
+		ln, err = activation.Listen(context.Background(), "tcp4", addr)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +147,7 @@ func startMigrateGen(t *testing.T, addr, mode string) *migrateGen {
 		hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "ok\n")
 		})}
-		g.srv = serve(hs, ln, nil)
+		g.srv = Serve(hs, ln, nil)
 		return g
 	}
 	go func() {
@@ -292,7 +295,7 @@ func runMigrateHandovers(t *testing.T, mode string, handovers int) (*loadStats, 
 	for range handovers {
 		time.Sleep(10 * time.Millisecond)
 		next := startMigrateGen(t, addr, mode)
-		if ok, err := next.st.steer(); err != nil { // ready
+		if ok, err := next.st.Attach(); err != nil { // ready
 			t.Fatal(err)
 		} else if ok {
 			steered++
