@@ -81,13 +81,13 @@ type Hub struct {
 	path string
 	ln   *net.UnixListener
 
-	mu      sync.Mutex
-	target  string
-	snd     *handoffSender // for target, dialed lazily
-	lns     []*Listener
-	closed  bool
-	peers   map[*net.UnixConn]struct{}
-	wg      sync.WaitGroup
+	mu     sync.Mutex
+	target string
+	snd    *handoffSender // for target, dialed lazily
+	lns    []*Listener
+	closed bool
+	peers  map[*net.UnixConn]struct{}
+	wg     sync.WaitGroup
 
 	epoch atomic.Uint64 // bumped on every target change
 	// deadEpoch is epoch+1 once the current target failed (gone, or did
