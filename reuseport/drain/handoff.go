@@ -36,9 +36,11 @@ func (s *Server) wakeLocked() {
 }
 
 // retarget runs when the hub learns a (new) target: a server already
-// draining, still within its grace, (re)starts handing over.
+// draining, still within its grace, (re)starts handing over. The hub may
+// call it while Serve is still setting s.ml: draining is checked first, as
+// Drain sets it only after Serve returned.
 func (s *Server) retarget() {
-	if s.ml == nil || !s.draining.Load() || s.graceOver.Load() {
+	if !s.draining.Load() || s.graceOver.Load() || s.ml == nil {
 		return
 	}
 	s.ml.SetMoving(true)
