@@ -6,7 +6,8 @@
 // not ready in time, its process group is killed and N keeps serving.
 //
 // The engine starts every process through the entrypoint package's reaper
-// (never exec.Cmd.Wait) and gets listeners and readiness from reuseport.
+// (never exec.Cmd.Wait) and gets listeners and readiness from
+// reuseport/activation.
 // Reporting (hotswap/kube, hotswap/admin) and release sources
 // (hotswap/source) plug in through the small Observer and Release types and
 // are never imported from here.

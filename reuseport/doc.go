@@ -1,21 +1,14 @@
-// Package reuseport owns hotswap's sockets: listeners bound with
-// SO_REUSEADDR and SO_REUSEPORT, passing them to a child process as fds 3..
-// with the systemd socket-activation protocol (LISTEN_FDS, LISTEN_FDNAMES,
-// LISTEN_PID), and sd_notify readiness messages. It is also the small
-// library a Go server imports to become swap-ready.
-//
-// # For server authors
-//
-// A Go HTTP server becomes swap-ready with one call:
+// Package reuseport is what a Go server imports to become swap-ready under
+// hotswap: one call, or a handful of pieces, and nothing else.
 //
 //	err := reuseport.ListenAndServe("http", ":8080", &http.Server{Handler: h})
 //
-// ListenAndServe is [Listener] + [Serve] + [Ready], then, on SIGTERM or
-// SIGINT, [Stopping] and [Server.Drain]. Use those pieces directly for more
-// control. Under hotswap the listener is the one PID 1 holds (fd 3..); started
-// standalone, the server binds the fallback address itself with SO_REUSEPORT,
-// so the same binary works in both modes. Servers written for systemd (for
-// example with go-systemd's activation package) work unchanged.
+// ListenAndServe is [Listener] + [Serve] + [Steer] + [Ready], then, on
+// SIGTERM or SIGINT, [Stopping] and [Server.Drain]. Use those pieces directly
+// for more control. Under hotswap the listener is the one PID 1 holds (fd
+// 3..); started standalone, the server binds the fallback address itself with
+// SO_REUSEPORT, so the same binary works in both modes. Servers written for
+// systemd (for example with go-systemd's activation package) work unchanged.
 //
 // Why Drain and not http.Server.Shutdown: Shutdown closes idle keep-alive
 // connections while their clients may be sending the next request on them
@@ -27,32 +20,42 @@
 // boundary), and only then shuts down. Measured on hotswap's machines, plain
 // Shutdown loses a few requests per 20 swaps; Drain loses none.
 //
-// Keep-alive handoff: when the supervisor sets [HandoffSocketEnv] (hotswap
-// run --handoff-keepalive), Serve also receives HTTP/1.1 keep-alive
-// connections handed over by older generations, and Drain, once told where
-// to send ([SetHandoffTarget]), hands its own to the newer generation at
-// request boundaries (the socket itself, with SCM_RIGHTS) instead of closing
-// them, so clients never reconnect. TLS and HTTP/2 connections drain
-// normally. See docs/handoff.md.
+// Keep-alive handoff: when the supervisor sets HOTSWAP_HANDOFF_SOCKET
+// (hotswap run --handoff-keepalive), Serve also receives HTTP/1.1 keep-alive
+// connections handed over by older generations, and Drain, once hotswap
+// names the newer generation, hands its own over at request boundaries (the
+// socket itself, with SCM_RIGHTS) instead of closing them, so clients never
+// reconnect. TLS and HTTP/2 connections drain normally. See docs/handoff.md.
 //
-// # For the supervisor (hotswap's engine, PID 1)
+// Steering is explicit: under hotswap --mode reuseport, [Steer] makes the
+// listener [Listener] bound take every new connection of its SO_REUSEPORT
+// group, so the previous generation's closes idle. [Ready] only notifies.
 //
-// [ParseAddr] and [Listen] bind the pod's listeners once. [ExportFiles]
-// duplicates them for a child without switching the shared open file
-// description to blocking mode (which (*net.TCPListener).File followed by
-// (*os.File).Fd does, for every process that shares the socket). Children are
-// started through [ShimCommand]: a re-exec of the hotswap binary that sets
-// LISTEN_PID to its own PID and execve's the target (Go cannot run code
-// between fork and exec); main calls [RunShimIfRequested] first thing.
-// [NewNotifySocket] receives sd_notify messages with the sender's kernel-
-// verified credentials (SCM_CREDENTIALS), so only the right process counts.
+// # The packages under it
+//
+// This package is a facade; each role lives in its own package, and a server
+// author needs none of them:
+//
+//   - reuseport/activation: the socket-activation protocol, both sides
+//     (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES; sd_notify with the
+//     SCM_CREDENTIALS receiver), SO_REUSEPORT listeners and the exec shim.
+//     hotswap's engine (the supervisor, PID 1) uses it.
+//   - reuseport/drain: an http.Server that drains without dropping a request.
+//   - reuseport/handoff: keep-alive connection handoff (the supervisor's
+//     SetTarget, the sender and receiver of connections).
+//   - reuseport/steer: the CBPF program that steers a SO_REUSEPORT group.
+//   - reuseport/shim: runs the exec shim from a package initializer.
+//
+// The dependency is one way: this package → drain → handoff → activation,
+// and steer → activation. Its only state is what the process inherited and
+// bound (read on first use); its tests reset it.
 //
 // # What this package must never do
 //
-// It never imports Kubernetes code (a binary built without the kube features
-// must not link client-go), never waits for child processes (PID 1 has exactly
-// one reaper, in package entrypoint), and never calls shutdown(2) on a
-// listening socket or on a handed-over connection: the socket is shared by
-// (or now belongs to) another generation, and shutdown acts on the socket,
-// not on this process's descriptor.
+// It (and every package under it) never imports Kubernetes code (a binary
+// built without the kube features must not link client-go), never waits for
+// child processes (PID 1 has exactly one reaper, in package entrypoint), and
+// never calls shutdown(2) on a listening socket or on a handed-over
+// connection: the socket is shared by (or now belongs to) another generation,
+// and shutdown acts on the socket, not on this process's descriptor.
 package reuseport

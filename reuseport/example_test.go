@@ -33,6 +33,7 @@ func ExampleServe() {
 	srv := reuseport.Serve(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "hello")
 	})}, ln)
+	reuseport.Steer() // no-op outside hotswap --mode reuseport
 	reuseport.Ready() // no-op without NOTIFY_SOCKET
 
 	resp, err := http.Get("http://" + ln.Addr().String())

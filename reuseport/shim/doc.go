@@ -1,4 +1,4 @@
-// Package shim runs hotswap's exec shim (see reuseport.RunShimIfRequested)
+// Package shim runs hotswap's exec shim (see activation.RunShimIfRequested)
 // from a package initializer, so that a binary which links heavy packages
 // (client-go registers its API types at init) does not pay for their
 // initialization on every child start. Import it for its side effect from
@@ -8,7 +8,7 @@
 //
 // It depends only on a few standard packages and golang.org/x/sys/unix, so
 // Go initializes it early: before net/http, client-go and protobuf. main
-// should still call reuseport.RunShimIfRequested first thing: it costs
+// should still call activation.RunShimIfRequested first thing: it costs
 // nothing and keeps the shim working if this import is removed.
 //
 // It owns nothing else and, like reuseport, never imports Kubernetes code.

@@ -12,7 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Arg0 is the argv[0] that marks the shim (reuseport.ShimArg0).
+// Arg0 is the argv[0] that marks the shim; activation.ShimArg0 is this
+// constant, so the literal lives here only.
 const Arg0 = "hotswap-exec-shim"
 
 // RunIfRequested execs the target if this process is the shim.
