@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,8 +18,8 @@ import (
 type generation struct {
 	id         int
 	release    Release
-	proc       *entrypoint.Process
-	state      GenState
+	proc       Proc
+	state      GenState // moved only by Engine.setState
 	readyAt    time.Time
 	drainStart time.Time
 	statusText string
@@ -30,14 +28,48 @@ type generation struct {
 	cancel     context.CancelFunc // stops the readiness probe and notify reader
 }
 
-func (g *generation) statusOf() GenerationStatus {
-	return GenerationStatus{
-		Generation: g.id, Version: g.release.Version, PID: g.proc.PID,
-		State: g.state, Started: g.proc.Started, Status: g.statusText,
-	}
+// legalMoves is the whole life of a generation. It only moves forward:
+//
+//	starting → serving   ready (first generation, restart, or a swap's takeover)
+//	starting → failed    exited before ready, not ready within --start-timeout,
+//	                     or its swap was canceled by shutdown
+//	serving  → draining  replaced by a swap: it got the stop signal
+//	serving  → exited    exited on its own, or at shutdown
+//	draining → exited    finished draining (or was killed at the deadline)
+//
+// failed and exited are final: a failed generation that exits later stays
+// failed, so status and events never say a never-ready generation "exited
+// after serving".
+var legalMoves = map[GenState][]GenState{
+	GenStarting: {GenServing, GenFailed},
+	GenServing:  {GenDraining, GenExited},
+	GenDraining: {GenExited},
 }
 
-func (g *generation) ready() { g.readyAt = time.Now() }
+// illegalMove is called on a move outside legalMoves. It is a bug in the
+// engine: production logs it (and does not move); the tests make it fatal.
+var illegalMove = func(e *Engine, g *generation, to GenState) {
+	e.log.Error("BUG: illegal generation state move; state kept", "generation", g.id, "from", g.state, "to", to)
+}
+
+// setState is the only place a generation's state changes.
+func (e *Engine) setState(g *generation, to GenState) {
+	for _, ok := range legalMoves[g.state] {
+		if ok == to {
+			e.log.Debug("generation state", "generation", g.id, "from", g.state, "to", to)
+			g.state = to
+			return
+		}
+	}
+	illegalMove(e, g, to)
+}
+
+func (g *generation) statusOf() GenerationStatus {
+	return GenerationStatus{
+		Generation: g.id, Version: g.release.Version, PID: g.proc.PID(),
+		State: g.state, Started: g.proc.Started(), Status: g.statusText,
+	}
+}
 
 // close releases what the generation held in hotswap (its notify socket).
 func (g *generation) close() {
@@ -48,25 +80,57 @@ func (g *generation) close() {
 	g.removeHandoffSocket()
 }
 
-// startGeneration starts rel as the next generation with the listeners,
-// NOTIFY_SOCKET and HOTSWAP_* in its environment, and starts its readiness
-// check. first marks the initial generation (and restarts), which may take
-// the terminal and has no start timeout: nothing else serves meanwhile.
+// startGeneration starts rel as the next generation and starts its
+// readiness check. first marks the initial generation (and restarts), which
+// may take the terminal and has no start timeout: nothing else serves
+// meanwhile.
 func (e *Engine) startGeneration(rel Release, first bool) (*generation, error) {
 	id := e.lastGen + 1
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &generation{id: id, release: rel, state: GenStarting, cancel: cancel}
 
+	spec, cleanup, err := e.execSpec(g, first)
+	if err != nil {
+		g.close()
+		return nil, err
+	}
+	proc, err := e.rt.Start(spec, func() { e.post(exitEvent{g: g}) })
+	cleanup()
+	if err != nil {
+		g.close()
+		return nil, err
+	}
+	g.proc = proc
+	e.lastGen = id
+	e.gens = append(e.gens, g)
+	e.log.Info("started generation", "generation", id, "pid", proc.PID(), "version", rel.Version, "path", rel.Path)
+
+	if g.notify != nil {
+		go e.readNotify(ctx, g)
+	}
+	if e.cfg.Ready.Kind != ReadyNotify {
+		e.rt.Probe(ctx, e.cfg.Ready, ProbeTarget{Generation: id, PID: proc.PID(), Env: e.baseEnv},
+			func() { e.post(readyEvent{g: g}) })
+	}
+	return g, nil
+}
+
+// execSpec is how generation g is exec'ed: its command (through the
+// LISTEN_PID shim when it gets listeners), the listeners as fds 3...,
+// NOTIFY_SOCKET and HOTSWAP_* in its environment. It is the one place that
+// decides what a generation runs. cleanup closes our copies of the fds
+// passed; call it once Start returned.
+func (e *Engine) execSpec(g *generation, first bool) (spec entrypoint.Spec, cleanup func(), err error) {
+	rel := g.release
 	env := append([]string(nil), e.baseEnv...)
 	env = append(env, rel.Env...)
-	env = append(env, "HOTSWAP_GENERATION="+strconv.Itoa(id), "HOTSWAP_VERSION="+rel.Version)
+	env = append(env, "HOTSWAP_GENERATION="+strconv.Itoa(g.id), "HOTSWAP_VERSION="+rel.Version)
 	env = append(env, e.handoffEnv(g)...)
 	if e.cfg.Ready.Kind == ReadyNotify {
-		path := filepath.Join(e.runDir, fmt.Sprintf("notify-%d-%d.sock", os.Getpid(), id))
+		path := filepath.Join(e.runDir, fmt.Sprintf("notify-%d-%d.sock", os.Getpid(), g.id))
 		ns, err := activation.NewNotifySocket(path)
 		if err != nil {
-			cancel()
-			return nil, fmt.Errorf("generation %d: notify socket: %w", id, err)
+			return spec, nil, fmt.Errorf("generation %d: notify socket: %w", g.id, err)
 		}
 		g.notify = ns
 		env = append(env, "NOTIFY_SOCKET="+ns.Path())
@@ -78,8 +142,7 @@ func (e *Engine) startGeneration(rel Release, first bool) (*generation, error) {
 	if len(e.listeners) > 0 {
 		lf, lenv, err := activation.ExportFiles(e.listeners)
 		if err != nil {
-			g.close()
-			return nil, fmt.Errorf("generation %d: pass listeners: %w", id, err)
+			return spec, nil, fmt.Errorf("generation %d: pass listeners: %w", g.id, err)
 		}
 		exported = lf
 		files = append(files, lf...)
@@ -88,30 +151,12 @@ func (e *Engine) startGeneration(rel Release, first bool) (*generation, error) {
 		// a re-exec of hotswap sets it and execs the target in place.
 		path, argv = activation.ShimCommand(e.cfg.Self, rel.Path, rel.Args)
 	}
-	proc, err := e.reaper.Start(entrypoint.Spec{Path: path, Argv: argv, Env: env, Files: files, Foreground: first})
-	for _, f := range exported {
-		_ = f.Close() // the child has its copies
+	cleanup = func() {
+		for _, f := range exported {
+			_ = f.Close() // the child has its copies
+		}
 	}
-	if err != nil {
-		g.close()
-		return nil, err
-	}
-	g.proc = proc
-	e.lastGen = id
-	e.gens = append(e.gens, g)
-	e.log.Info("started generation", "generation", id, "pid", proc.PID, "version", rel.Version, "path", rel.Path)
-
-	go func() {
-		<-proc.Done()
-		e.post(exitEvent{g: g})
-	}()
-	if g.notify != nil {
-		go e.readNotify(ctx, g)
-	}
-	if e.cfg.Ready.Kind != ReadyNotify {
-		go e.probe(ctx, g)
-	}
-	return g, nil
+	return entrypoint.Spec{Path: path, Argv: argv, Env: env, Files: files, Foreground: first}, cleanup, nil
 }
 
 // readNotify passes sd_notify messages for g to the Run goroutine.
@@ -128,98 +173,6 @@ func (e *Engine) readNotify(ctx context.Context, g *generation) {
 		case <-e.done:
 			return
 		}
-	}
-}
-
-// probe runs the configured readiness check until it passes or ctx ends.
-// Probing the shared port would prove nothing (any generation may answer),
-// so http= and tcp= should name an address private to the new generation.
-func (e *Engine) probe(ctx context.Context, g *generation) {
-	check := e.cfg.Ready
-	if check.Kind == ReadyDelay {
-		select {
-		case <-time.After(check.Delay):
-			e.post(readyEvent{g: g})
-		case <-ctx.Done():
-		}
-		return
-	}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	client := &http.Client{Timeout: time.Second}
-	var execPath string
-	var execArgv []string
-	if check.Kind == ReadyExec {
-		// Resolve the command once, not at every 100 ms attempt.
-		execArgv = strings.Fields(check.Target)
-		rel, err := resolveRelease(Release{Path: execArgv[0]})
-		if err != nil {
-			e.log.Warn("ready exec: the check can never pass", "err", err)
-			<-ctx.Done()
-			return
-		}
-		execPath = rel.Path
-	}
-	for {
-		var ok bool
-		switch check.Kind {
-		case ReadyHTTP:
-			ok = probeHTTP(ctx, client, check.Target)
-		case ReadyTCP:
-			ok = probeTCP(ctx, check.Target)
-		case ReadyExec:
-			ok = e.probeExec(ctx, g, execPath, execArgv)
-		}
-		if ok {
-			e.post(readyEvent{g: g})
-			return
-		}
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-func probeHTTP(ctx context.Context, c *http.Client, url string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode >= 200 && resp.StatusCode < 400
-}
-
-func probeTCP(ctx context.Context, addr string) bool {
-	d := net.Dialer{Timeout: time.Second}
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
-}
-
-// probeExec runs the check command through the reaper (never os/exec: it
-// would race the reaper for the exit status).
-func (e *Engine) probeExec(ctx context.Context, g *generation, path string, argv []string) bool {
-	env := append(append([]string(nil), e.baseEnv...), "HOTSWAP_GENERATION="+strconv.Itoa(g.id), "HOTSWAP_PID="+strconv.Itoa(g.proc.PID))
-	p, err := e.reaper.Start(entrypoint.Spec{Path: path, Argv: argv, Env: env})
-	if err != nil {
-		e.log.Warn("ready exec", "err", err)
-		return false
-	}
-	select {
-	case <-p.Done():
-		return p.Status().Code() == 0
-	case <-ctx.Done():
-		_ = p.Kill()
-		return false
 	}
 }
 

@@ -45,7 +45,7 @@ func (e *Engine) handoffTo(g *generation) {
 	}
 	if _, err := os.Stat(g.handoff); err != nil {
 		e.log.Info("handoff: the new generation opened no handoff socket (does it use reuseport.Serve?); keep-alive clients of older generations will reconnect",
-			"generation", g.id, "pid", g.proc.PID)
+			"generation", g.id, "pid", g.proc.PID())
 		return
 	}
 	for _, old := range e.gens {

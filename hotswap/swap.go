@@ -1,0 +1,421 @@
+package hotswap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/hotswap-dev/hotswap/entrypoint"
+)
+
+// The swap state machine. A swap flows one way:
+//
+//	request → (queued) → verify → start generation N+1 → ready → takeover
+//	(N drains) → finishSwap
+//
+// and ends in failSwap (N+1 exited or was not ready in time; N keeps
+// serving) or is canceled by shutdown. At most one swap runs; requests that
+// arrive meanwhile fold into one queued swap.
+
+// swapReq asks for a swap. A nil release restarts the current one.
+type swapReq struct {
+	trigger string
+	release *Release
+	force   bool // a signal or `hotswap swap`: swap even if nothing changed
+	reply   chan SwapResult
+}
+
+// swapRun is one swap from acceptance to outcome; queued requests fold into
+// the next run, so a storm of triggers is a handful of swaps.
+type swapRun struct {
+	id      uint64
+	trigger string
+	release *Release
+	force   bool
+	started time.Time
+	waiters []chan SwapResult
+	gen     *generation // nil while verifying
+	timer   Timer
+}
+
+// request folds a swap request into the running or queued swap, or starts one.
+func (e *Engine) request(r swapReq) {
+	if e.stopping {
+		if r.reply != nil {
+			r.reply <- SwapResult{Trigger: r.trigger, Result: ResultCanceled, Reason: ErrShuttingDown.Error()}
+		}
+		return
+	}
+	if !r.force && r.release != nil {
+		if e.releaseIsKnown(*r.release) {
+			return
+		}
+	}
+	if e.queued == nil {
+		e.queued = &swapRun{trigger: r.trigger}
+	} else if !strings.Contains(e.queued.trigger, r.trigger) {
+		e.queued.trigger += "," + r.trigger
+	}
+	if r.release != nil {
+		e.queued.release = r.release // the latest release wins
+	}
+	e.queued.force = e.queued.force || r.force
+	if r.reply != nil {
+		e.queued.waiters = append(e.queued.waiters, r.reply)
+	}
+	e.maybeStartSwap()
+}
+
+// releaseIsKnown reports whether an offered release is already serving,
+// being swapped in, queued, or the last one that failed.
+func (e *Engine) releaseIsKnown(r Release) bool {
+	if e.current.Same(r) && e.serving != nil {
+		return true
+	}
+	if e.swap != nil && e.swap.release != nil && e.swap.release.Same(r) {
+		return true
+	}
+	if e.queued != nil && e.queued.release != nil && e.queued.release.Same(r) {
+		return true
+	}
+	if e.lastFailed != nil && e.lastFailed.Same(r) {
+		e.log.Debug("ignoring release that failed before; waiting for a change or a forced swap", "release", r.String())
+		return true
+	}
+	return false
+}
+
+// maybeStartSwap starts the queued swap when nothing else runs, a generation
+// serves, and the bound on live generations allows another.
+func (e *Engine) maybeStartSwap() {
+	if e.swap != nil || e.queued == nil || e.stopping {
+		return
+	}
+	if e.serving == nil || e.serving.state != GenServing {
+		return // first generation not ready yet (or restarting): wait for it
+	}
+	if len(e.gens) >= e.cfg.MaxGenerations {
+		e.log.Info("swap waits for a draining generation to exit", "live", len(e.gens), "max", e.cfg.MaxGenerations)
+		return
+	}
+	run := e.queued
+	e.queued = nil
+	e.swapID++
+	run.id = e.swapID
+	run.started = e.rt.Now()
+	e.swap = run
+	rel := e.current
+	if run.release != nil {
+		rel = *run.release
+	}
+	e.publish(SwapStarted, fmt.Sprintf("swap %d (%s): starting %s", run.id, run.trigger, rel.String()), false)
+	verify := e.cfg.Verify
+	e.rt.Background(func() {
+		resolved, err := resolveRelease(rel)
+		if err == nil && verify != nil {
+			err = verify(context.Background(), resolved)
+		}
+		e.post(verifiedEvent{run: run, rel: resolved, err: err})
+	})
+}
+
+// resolveRelease looks a relative command up in $PATH, as a shell would.
+func resolveRelease(r Release) (Release, error) {
+	if !strings.Contains(r.Path, "/") {
+		p, err := exec.LookPath(r.Path)
+		if err != nil {
+			return r, fmt.Errorf("resolve %s: %w", r.Path, err)
+		}
+		r.Path = p
+	}
+	return r, nil
+}
+
+func (e *Engine) onVerified(ev verifiedEvent) {
+	run := ev.run
+	if e.swap != run {
+		return
+	}
+	if e.stopping {
+		e.finishSwap(run, SwapResult{Result: ResultCanceled, Reason: ErrShuttingDown.Error()})
+		return
+	}
+	if ev.err != nil {
+		rel := ev.rel
+		e.lastFailed = &rel
+		e.finishSwap(run, SwapResult{Result: ResultRejected, Reason: ev.err.Error(), ToVersion: rel.Version})
+		return
+	}
+	g, err := e.startGeneration(ev.rel, false)
+	if err != nil {
+		rel := ev.rel
+		e.lastFailed = &rel
+		e.finishSwap(run, SwapResult{Result: ResultFailed, Reason: err.Error(), ToVersion: rel.Version})
+		return
+	}
+	run.gen = g
+	run.timer = e.after(e.cfg.StartTimeout, startTimeoutEvent{run: run})
+	e.publish(StatusChanged, fmt.Sprintf("generation %d started (pid %d), waiting for readiness (%s)", g.id, g.proc.PID(), e.cfg.Ready), false)
+}
+
+func (e *Engine) onStartTimeout(run *swapRun) {
+	if e.swap != run || run.gen == nil || run.gen.state != GenStarting {
+		return // the swap ended meanwhile
+	}
+	e.stopUnready(run.gen)
+	e.setState(run.gen, GenFailed)
+	e.failSwap(run, fmt.Sprintf("not ready within --start-timeout %s", e.cfg.StartTimeout))
+}
+
+func (e *Engine) onReady(g *generation) {
+	if g.state != GenStarting {
+		return // late: it failed or was canceled meanwhile
+	}
+	g.readyAt = e.rt.Now()
+	e.handoffTo(g) // before any stop signal: older generations learn where to send
+	if e.swap == nil || e.swap.gen != g {
+		// The first generation, or a restart: nothing to drain.
+		e.setServing(g)
+		e.backoff = 0
+		e.publish(StatusChanged, fmt.Sprintf("generation %d ready and serving", g.id), false)
+		e.maybeStartSwap()
+		return
+	}
+	e.takeover(g)
+}
+
+// takeover completes a swap: g, ready, becomes the serving generation and
+// the one it replaces drains. A check of g after it took over (with the
+// rollback decision in onExit) belongs right here.
+func (e *Engine) takeover(g *generation) {
+	old := e.serving
+	e.setServing(g)
+	e.swappedIn = g
+	e.previous = e.current
+	e.current = g.release
+	e.lastFailed = nil
+	if old != nil && old.state == GenServing {
+		e.drain(old)
+	}
+	res := SwapResult{Result: ResultSucceeded, ToVersion: g.release.Version, ToGen: g.id}
+	if old != nil {
+		res.FromGen, res.FromVersion = old.id, old.release.Version
+	}
+	e.finishSwap(e.swap, res)
+}
+
+func (e *Engine) setServing(g *generation) {
+	e.setState(g, GenServing)
+	e.serving = g
+	if err := e.rt.SetForeground(g.proc.PID()); err != nil {
+		e.log.Debug("terminal", "err", err)
+	}
+}
+
+// drain sends the stop signal and arms the SIGKILL deadline.
+func (e *Engine) drain(g *generation) {
+	e.setState(g, GenDraining)
+	e.stop(g, "draining")
+}
+
+// stop sends g the stop signal and arms the SIGKILL of its group after
+// --drain-timeout.
+func (e *Engine) stop(g *generation, msg string) {
+	g.drainStart = e.rt.Now()
+	if err := g.proc.Signal(e.cfg.StopSignal); err != nil && !errors.Is(err, entrypoint.ErrDone) {
+		e.log.Warn("stop signal", "generation", g.id, "err", err)
+	}
+	e.after(e.cfg.DrainTimeout, drainDeadlineEvent{g: g})
+	e.log.Info(msg, "generation", g.id, "pid", g.proc.PID(), "version", g.release.Version, "signal", entrypoint.SignalName(e.cfg.StopSignal), "kill_after", e.cfg.DrainTimeout)
+}
+
+// stopUnready stops a generation that did not become ready in time the way
+// a draining one is stopped: the stop signal, then SIGKILL of its group
+// after --drain-timeout. It is not ready, but it may already accept on the
+// shared socket (servers accept before they report READY=1): a SIGKILL
+// would reset every connection it took meanwhile.
+func (e *Engine) stopUnready(g *generation) {
+	e.stop(g, "stopping a generation that was not ready in time")
+}
+
+func (e *Engine) onDrainDeadline(g *generation) {
+	if !g.proc.Exited() || g.state == GenDraining {
+		e.log.Warn("drain deadline passed; killing the generation's process group", "generation", g.id, "pid", g.proc.PID(), "drain_timeout", e.cfg.DrainTimeout)
+	}
+	_ = g.proc.Kill() // also any grandchild left in the group
+}
+
+// failSwap ends a swap whose new generation failed (its state already
+// moved to failed); a generation still alive must have been given its stop
+// signal (stopUnready) first.
+func (e *Engine) failSwap(run *swapRun, reason string) {
+	rel := run.gen.release
+	e.lastFailed = &rel
+	e.finishSwap(run, SwapResult{Result: ResultFailed, Reason: reason, ToVersion: rel.Version, ToGen: run.gen.id})
+}
+
+// cancelSwaps answers the running and the queued swap with "canceled" at
+// shutdown. A generation the running swap started is failed: it never
+// served; beginShutdown stops it with the rest.
+func (e *Engine) cancelSwaps() {
+	if e.swap != nil {
+		run := e.swap
+		if run.gen != nil {
+			e.setState(run.gen, GenFailed)
+		}
+		e.finishSwap(run, SwapResult{Result: ResultCanceled, Reason: ErrShuttingDown.Error()})
+	}
+	if e.queued != nil {
+		run := e.queued
+		e.queued = nil
+		for _, w := range run.waiters {
+			w <- SwapResult{Trigger: run.trigger, Result: ResultCanceled, Reason: ErrShuttingDown.Error()}
+		}
+	}
+}
+
+// finishSwap records the outcome, answers every caller and starts the queued
+// swap, if any.
+func (e *Engine) finishSwap(run *swapRun, res SwapResult) {
+	if run.timer != nil {
+		run.timer.Stop()
+	}
+	res.ID = run.id
+	res.Trigger = run.trigger
+	res.Started = run.started
+	res.Duration = e.rt.Now().Sub(run.started)
+	if res.FromGen == 0 && e.serving != nil && res.Result != ResultSucceeded {
+		res.FromGen, res.FromVersion = e.serving.id, e.serving.release.Version
+	}
+	e.swap = nil
+	typ, warn := SwapSucceeded, false
+	var msg string
+	switch res.Result {
+	case ResultSucceeded:
+		msg = fmt.Sprintf("swap %d: generation %d (%s) serving after %s", run.id, res.ToGen, res.ToVersion, res.Duration.Round(time.Millisecond))
+	case ResultRejected:
+		typ, warn = ReleaseRejected, true
+		msg = fmt.Sprintf("swap %d: release rejected, generation %d keeps serving: %s", run.id, res.FromGen, res.Reason)
+	case ResultCanceled:
+		typ = StatusChanged
+		msg = fmt.Sprintf("swap %d canceled: %s", run.id, res.Reason)
+	default:
+		typ, warn = SwapFailed, true
+		msg = fmt.Sprintf("swap %d failed, rolled back: generation %d keeps serving: %s", run.id, res.FromGen, res.Reason)
+	}
+	e.mu.Lock()
+	r := res
+	if res.Result == ResultRejected && strings.HasPrefix(run.trigger, "source:") {
+		e.status.LastRejected = &r
+	} else {
+		e.status.LastSwap = &r
+	}
+	e.mu.Unlock()
+	e.publish(typ, msg, warn)
+	for _, w := range run.waiters {
+		w <- res
+	}
+	e.maybeStartSwap()
+}
+
+// onExit handles the exit of any generation: a swap's new one (the swap
+// fails), a drained one (a slot frees up), or the serving one (roll back,
+// restart, or shut down with its code).
+func (e *Engine) onExit(g *generation) {
+	st := g.proc.Status()
+	prev := g.state
+	switch g.state {
+	case GenStarting:
+		e.setState(g, GenFailed)
+	case GenServing, GenDraining:
+		e.setState(g, GenExited)
+	} // failed (stopped unready, or canceled) is final: it stays failed
+	e.removeGen(g)
+	attrs := []any{"generation", g.id, "pid", g.proc.PID(), "version", g.release.Version, "status", st.String()}
+	switch {
+	case e.swap != nil && e.swap.gen == g:
+		e.failSwap(e.swap, "new generation exited before it was ready: "+st.String())
+		return
+	case prev == GenDraining:
+		e.log.Info("drained", append(attrs, "drain", e.rt.Now().Sub(g.drainStart).Round(time.Millisecond))...)
+		e.publish(StatusChanged, fmt.Sprintf("generation %d exited after drain (%s)", g.id, st), false)
+		e.maybeStartSwap()
+		return
+	case g != e.serving:
+		e.publish(StatusChanged, fmt.Sprintf("generation %d exited (%s)", g.id, st), false)
+		e.maybeStartSwap()
+		return
+	}
+	// The serving (or first, still starting) generation exited on its own.
+	e.exitCode = st.Code()
+	if e.stopping {
+		e.publish(StatusChanged, fmt.Sprintf("serving generation %d exited during shutdown (%s)", g.id, st), false)
+		return
+	}
+	e.publish(ChildExited, fmt.Sprintf("serving generation %d exited on its own: %s", g.id, st), st.Code() != 0)
+	justSwapped := g == e.swappedIn && e.rt.Now().Sub(g.readyAt) < e.cfg.RollbackWindow
+	if e.previous.Path != "" && (e.drainingCount() > 0 || justSwapped) {
+		e.log.Warn("new generation died right after the swap; rolling back", append(attrs, "to", e.previous.String())...)
+		e.rollback(g)
+		return
+	}
+	if e.cfg.OnExit == OnExitRestart {
+		e.scheduleRestart(g)
+		return
+	}
+	e.beginShutdown("serving generation exited: " + st.String())
+}
+
+// rollback restarts the previous release at once after g, swapped in, died
+// while its predecessor still drained or within --rollback-window of taking
+// over (with --handoff-keepalive the old one is gone within milliseconds):
+// the swap did not hold. It does so even when the previous release is the
+// same (a swap that restarts the command): what the old generation ran was
+// serving a moment ago, while exiting would take the pod down. In handoff
+// mode the shared accept queue keeps new connections waiting meanwhile.
+// previous is cleared, so a second death follows --on-exit.
+func (e *Engine) rollback(g *generation) {
+	if rel := g.release; !e.previous.Same(rel) {
+		e.lastFailed = &rel
+	}
+	e.current, e.previous = e.previous, Release{}
+	e.serving = nil
+	e.restart()
+}
+
+// scheduleRestart restarts the current release after a backoff that
+// doubles up to --restart-backoff-max, and starts over once a generation
+// ran longer than --restart-reset.
+func (e *Engine) scheduleRestart(g *generation) {
+	e.restarts.Add(1)
+	if e.rt.Now().Sub(g.proc.Started()) > e.cfg.RestartReset {
+		e.backoff = 0
+	}
+	if e.backoff == 0 {
+		e.backoff = e.cfg.RestartBackoff
+	} else {
+		e.backoff = min(2*e.backoff, e.cfg.RestartBackoffMax)
+	}
+	e.log.Info("restarting in place", "after", e.backoff, "release", e.current.String())
+	e.serving = nil
+	e.restartAt = e.after(e.backoff, restartEvent{})
+	e.snapshot() // status shows Starting (derived from restartAt) during the backoff
+}
+
+func (e *Engine) restart() {
+	if e.stopping || e.serving != nil {
+		return
+	}
+	g, err := e.startGeneration(e.current, true)
+	if err != nil {
+		e.log.Error("restart failed", "err", err)
+		e.exitCode = 1
+		e.beginShutdown("cannot restart: " + err.Error())
+		return
+	}
+	e.serving = g
+	e.publish(StatusChanged, fmt.Sprintf("restarted as generation %d", g.id), false)
+}
