@@ -98,11 +98,11 @@ func (r *osRuntime) Start(spec entrypoint.Spec, exited func()) (Proc, error) {
 	return osProc{p}, nil
 }
 
-func (r *osRuntime) Background(f func())                        { go f() }
-func (r *osRuntime) Now() time.Time                             { return time.Now() }
-func (r *osRuntime) AfterFunc(d time.Duration, f func()) Timer  { return time.AfterFunc(d, f) }
-func (r *osRuntime) ProcessGroup(pid int) int                   { return entrypoint.ProcessGroup(pid) }
-func (r *osRuntime) SetForeground(pgid int) error               { return entrypoint.SetForeground(pgid) }
+func (r *osRuntime) Background(f func())                         { go f() }
+func (r *osRuntime) Now() time.Time                              { return time.Now() }
+func (r *osRuntime) AfterFunc(d time.Duration, f func()) Timer   { return time.AfterFunc(d, f) }
+func (r *osRuntime) ProcessGroup(pid int) int                    { return entrypoint.ProcessGroup(pid) }
+func (r *osRuntime) SetForeground(pgid int) error                { return entrypoint.SetForeground(pgid) }
 func (r *osRuntime) Stragglers(skip map[int]bool) ([]int, error) { return entrypoint.Stragglers(skip) }
 func (r *osRuntime) SignalStragglers(sig syscall.Signal, skip map[int]bool) (int, error) {
 	return entrypoint.SignalStragglers(sig, skip)
