@@ -204,6 +204,11 @@ func (e *Engine) Status() Status {
 func (e *Engine) Swap(ctx context.Context, trigger string) (SwapResult, error) {
 	reply := make(chan SwapResult, 1)
 	select {
+	case <-e.done:
+		return SwapResult{}, ErrShuttingDown
+	default:
+	}
+	select {
 	case e.events <- swapReq{trigger: trigger, force: true, reply: reply}:
 	case <-e.done:
 		return SwapResult{}, ErrShuttingDown
@@ -213,6 +218,14 @@ func (e *Engine) Swap(ctx context.Context, trigger string) (SwapResult, error) {
 	select {
 	case r := <-reply:
 		return r, nil
+	case <-e.done:
+		// Run ended: a request still in the inbox will never be answered.
+		select {
+		case r := <-reply:
+			return r, nil
+		default:
+			return SwapResult{}, ErrShuttingDown
+		}
 	case <-ctx.Done():
 		return SwapResult{}, ctx.Err()
 	}

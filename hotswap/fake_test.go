@@ -573,7 +573,8 @@ func (h *harness) stopForCleanup() {
 		h.settle()
 	}
 	select {
-	case <-h.code:
+	case h.exit = <-h.code:
+		h.exited = true
 	case <-time.After(hang):
 		h.t.Error("engine did not stop at cleanup")
 	}
