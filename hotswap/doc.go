@@ -7,7 +7,12 @@
 //
 // The engine starts every process through the entrypoint package's reaper
 // (never exec.Cmd.Wait) and gets listeners and readiness from
-// reuseport/activation.
+// reuseport/activation. Every side effect (processes, signals to
+// stragglers, the clock, readiness probes) goes through the Runtime
+// interface (runtime.go), so the state machine is tested on a fake with a
+// hand-moved clock; it must never call time.Now, time.AfterFunc,
+// signal.Notify or /proc itself outside that seam (Run's one signal.Notify
+// aside).
 // Reporting (hotswap/kube, hotswap/admin) and release sources
 // (hotswap/source) plug in through the small Observer and Release types and
 // are never imported from here.
