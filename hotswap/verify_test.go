@@ -3,6 +3,8 @@ package hotswap
 import (
 	"context"
 	"crypto/sha256"
+	"debug/elf"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -10,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -45,39 +46,28 @@ func nativeBin(t *testing.T) string {
 	return ""
 }
 
-var (
-	foreignOnce sync.Once
-	foreignPath string
-	foreignErr  error
-)
-
-// foreignBin builds a tiny Go program for another architecture.
+// foreignBin writes a copy of a native binary whose ELF header names
+// another machine (arm64, or amd64 on arm64): a real, complete ELF file the
+// verifier must refuse, made without running a cross build.
 func foreignBin(t *testing.T) string {
 	t.Helper()
-	foreignOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "hotswap-foreign-")
-		if err != nil {
-			foreignErr = err
-			return
-		}
-		src := filepath.Join(dir, "main.go")
-		_ = os.WriteFile(src, []byte("package main\nfunc main() {}\n"), 0o644)
-		arch := "arm64"
-		if runtime.GOARCH == "arm64" {
-			arch = "amd64"
-		}
-		foreignPath = filepath.Join(dir, "server-"+arch)
-		cmd := exec.Command("go", "build", "-o", foreignPath, src)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOARCH="+arch, "CGO_ENABLED=0", "GOFLAGS=", "GO111MODULE=off")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			foreignErr = errors.New(string(out))
-		}
-	})
-	if foreignErr != nil {
-		t.Fatalf("build foreign binary: %v", foreignErr)
+	b, err := os.ReadFile(nativeBin(t))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return foreignPath
+	m := elf.EM_AARCH64
+	if runtime.GOARCH == "arm64" {
+		m = elf.EM_X86_64
+	}
+	if len(b) < 20 || b[elf.EI_DATA] != byte(elf.ELFDATA2LSB) {
+		t.Skip("native binary is not little-endian ELF")
+	}
+	binary.LittleEndian.PutUint16(b[18:20], uint16(m)) // e_machine
+	p := filepath.Join(t.TempDir(), "server-foreign")
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestVerifyRejects(t *testing.T) {
