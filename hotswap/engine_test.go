@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
-	"github.com/hotswap-dev/hotswap/reuseport"
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
 
 // The engine's unit tests run on fakeRuntime (fake_test.go): no process,
@@ -830,15 +830,15 @@ func TestRejectShowsInStatus(t *testing.T) {
 
 // ---- readiness ----
 
-func notifyMsg(pid int, kv ...string) reuseport.NotifyMessage {
-	m := reuseport.NotifyMessage{PID: pid, Fields: map[string]string{}}
+func notifyMsg(pid int, kv ...string) activation.NotifyMessage {
+	m := activation.NotifyMessage{PID: pid, Fields: map[string]string{}}
 	for i := 0; i+1 < len(kv); i += 2 {
 		m.Fields[kv[i]] = kv[i+1]
 	}
 	return m
 }
 
-func (h *harness) notify(n int, m reuseport.NotifyMessage) {
+func (h *harness) notify(n int, m activation.NotifyMessage) {
 	h.t.Helper()
 	h.e.post(notifyEvent{g: h.gen(n), msg: m})
 	h.settle()
