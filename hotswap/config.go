@@ -199,10 +199,32 @@ type Config struct {
 	Log *slog.Logger
 }
 
-func (c *Config) setDefaults() {
-	if c.Mode == "" {
-		c.Mode = ModeHandoff
+// Defaults is the configuration hotswap runs with when nothing is set: the
+// one table behind both New's filling of zero fields and cmd/hotswap's flag
+// defaults (and so the environment's and the config file's). Ready is not in
+// it: its default follows Listeners and Mode (see setDefaults).
+func Defaults() Config {
+	return Config{
+		Mode:              ModeHandoff,
+		StopSignal:        syscall.SIGTERM,
+		SwapSignal:        syscall.SIGUSR2,
+		StartTimeout:      30 * time.Second,
+		DrainTimeout:      20 * time.Second,
+		Grace:             25 * time.Second,
+		OnExit:            OnExitExit,
+		RestartBackoff:    500 * time.Millisecond,
+		RestartBackoffMax: 30 * time.Second,
+		RestartReset:      time.Minute,
+		RollbackWindow:    10 * time.Second,
+		MaxGenerations:    4,
 	}
+}
+
+// setDefaults fills every zero field from Defaults, so a library caller sets
+// only what it cares about.
+func (c *Config) setDefaults() {
+	d := Defaults()
+	orDefault(&c.Mode, d.Mode)
 	if c.Ready.Kind == "" {
 		if len(c.Listeners) > 0 || c.Mode == ModeReuseport {
 			c.Ready = ReadyCheck{Kind: ReadyNotify}
@@ -210,59 +232,73 @@ func (c *Config) setDefaults() {
 			c.Ready = ReadyCheck{Kind: ReadyDelay}
 		}
 	}
-	if c.StopSignal == 0 {
-		c.StopSignal = syscall.SIGTERM
-	}
-	if c.SwapSignal == 0 {
-		c.SwapSignal = syscall.SIGUSR2
-	}
-	if c.StartTimeout == 0 {
-		c.StartTimeout = 30 * time.Second
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = 20 * time.Second
-	}
-	if c.Grace == 0 {
-		c.Grace = 25 * time.Second
-	}
-	if c.OnExit == "" {
-		c.OnExit = OnExitExit
-	}
-	if c.RestartBackoff == 0 {
-		c.RestartBackoff = 500 * time.Millisecond
-	}
-	if c.RestartBackoffMax == 0 {
-		c.RestartBackoffMax = 30 * time.Second
-	}
-	if c.RestartReset == 0 {
-		c.RestartReset = time.Minute
-	}
-	if c.MaxGenerations == 0 {
-		c.MaxGenerations = 4
-	}
-	if c.RollbackWindow == 0 {
-		c.RollbackWindow = 10 * time.Second
-	}
+	orDefault(&c.StopSignal, d.StopSignal)
+	orDefault(&c.SwapSignal, d.SwapSignal)
+	orDefault(&c.StartTimeout, d.StartTimeout)
+	orDefault(&c.DrainTimeout, d.DrainTimeout)
+	orDefault(&c.Grace, d.Grace)
+	orDefault(&c.OnExit, d.OnExit)
+	orDefault(&c.RestartBackoff, d.RestartBackoff)
+	orDefault(&c.RestartBackoffMax, d.RestartBackoffMax)
+	orDefault(&c.RestartReset, d.RestartReset)
+	orDefault(&c.MaxGenerations, d.MaxGenerations)
+	orDefault(&c.RollbackWindow, d.RollbackWindow)
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
 }
 
-func (c *Config) validate() error {
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}
+
+// FieldError is a Config value that is not valid. Key is the setting's
+// name, as flag (--KEY), HOTSWAP_KEY variable and config-file key, so the
+// caller can say which of those the bad value came from.
+type FieldError struct {
+	Key string
+	Err error
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func badField(key, format string, a ...any) error {
+	return &FieldError{Key: key, Err: fmt.Errorf(format, a...)}
+}
+
+// Validate checks c as given, before defaults: a zero duration is an error
+// here, not a request for the default. It is the one check of these values;
+// New runs it too, after filling zero fields. Bad values are *FieldError.
+func (c *Config) Validate() error {
 	if c.Release.Path == "" {
 		return fmt.Errorf("no command to run: give it after --, e.g. hotswap -- /app/server")
 	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"start-timeout", c.StartTimeout}, {"drain-timeout", c.DrainTimeout}, {"grace", c.Grace}, {"rollback-window", c.RollbackWindow}} {
+		if d.v <= 0 {
+			return badField(d.key, "%s: must be positive, e.g. 10s", d.v)
+		}
+	}
 	if c.MaxGenerations < 2 {
-		return fmt.Errorf("max-generations %d: must be at least 2 (the serving one and its successor)", c.MaxGenerations)
+		return badField("max-generations", "%d: must be at least 2 (the serving one and its successor)", c.MaxGenerations)
 	}
 	if c.Mode == ModeReuseport && len(c.Listeners) > 0 {
-		return fmt.Errorf("--listen with --mode reuseport: in reuseport mode the server binds its own socket; drop --listen or use --mode handoff")
+		return badField("listen", "not with mode reuseport: in reuseport mode the server binds its own socket; drop --listen or use --mode handoff")
 	}
 	if c.SwapSignal == c.StopSignal || c.SwapSignal == syscall.SIGTERM || c.SwapSignal == syscall.SIGINT {
-		return fmt.Errorf("swap-signal %s: must differ from TERM, INT and the stop signal", entrypoint.SignalName(c.SwapSignal))
+		return badField("swap-signal", "%s: must differ from TERM, INT and the stop signal", entrypoint.SignalName(c.SwapSignal))
 	}
 	if !entrypoint.Forwardable(c.SwapSignal) {
-		return fmt.Errorf("swap-signal %s: hotswap cannot catch it; use USR2, USR1, HUP or a real-time signal", entrypoint.SignalName(c.SwapSignal))
+		return badField("swap-signal", "%s: hotswap cannot catch it; use USR2, USR1, HUP or a real-time signal", entrypoint.SignalName(c.SwapSignal))
 	}
 	return nil
 }
+
+// validate is New's check, after setDefaults.
+func (c *Config) validate() error { return c.Validate() }

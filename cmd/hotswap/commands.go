@@ -177,13 +177,14 @@ func newDemoCommand() *cobra.Command {
 				return &exitError{code: 1, err: fmt.Errorf("find own binary: %w", err)}
 			}
 			fs := pflag.NewFlagSet("demo", pflag.ContinueOnError)
-			addRunFlags(fs)
+			rc := newRunCommand()
+			rc.addFlags(fs)
 			_ = fs.Set("listen", "http=tcp://"+addr)
-			opts, err := loadOptions(fs, []string{self, "serve"})
+			cfg, d, err := rc.load(fs, []string{self, "serve"})
 			if err != nil {
 				return err
 			}
-			opts.cfg.Release.Version = "demo"
+			cfg.Release.Version = "demo"
 			host := addr
 			if strings.HasPrefix(host, ":") {
 				host = "127.0.0.1" + host
@@ -198,7 +199,7 @@ hotswap demo: the example server is behind hotswap on %s.
   Ctrl-C stops it.
 
 `, addr, "http://"+host+"/", self, os.Getpid(), self)
-			return supervise(context.Background(), opts)
+			return rc.run(context.Background(), cfg, d)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", ":8080", "address to serve on")
@@ -220,11 +221,11 @@ func newFlagsDocCommand() *cobra.Command {
 // writeFlagsDoc writes one table row per flag of `hotswap run`.
 func writeFlagsDoc(w io.Writer) {
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
-	addRunFlags(fs)
+	newRunCommand().addFlags(fs)
 	fmt.Fprintln(w, "| flag | environment / config key | default | meaning |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- |")
 	fs.VisitAll(func(f *pflag.Flag) {
-		env := "HOTSWAP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := envName(f.Name)
 		def := strings.Trim(f.DefValue, "[]")
 		if def == "" || def == "0s" || def == "false" {
 			def = "—"

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -13,50 +12,52 @@ import (
 	"github.com/hotswap-dev/hotswap/hotswap/source"
 )
 
-// Release sources from files (--watch, --manifest) and release
-// verification (--release-root, --require-sha256, --preflight). See
-// docs/sources.md.
-func init() {
-	registerFeature(feature{name: "sources", flags: sourceFlags, setup: setupSources})
+// sourcesFeature is release sources from files (--watch, --manifest) and
+// release verification (--release-root, --require-sha256, --preflight). See
+// docs/sources.md. (The ConfigMap source is feature_configmap.go: it links
+// client-go.)
+type sourcesFeature struct {
+	watch            string
+	settle           time.Duration
+	manifest         string
+	releaseRoot      string
+	requireSHA256    bool
+	preflight        string
+	preflightTimeout time.Duration
 }
 
-func sourceFlags(f *pflag.FlagSet) {
-	f.String("watch", "", "swap when the binary at PATH changes: a file or a \"current\" symlink on a volume (the directory is watched)")
-	f.Duration("settle", source.DefaultSettle, "a watched binary must be unchanged this long before it is offered (a copy in progress is never swapped in)")
-	f.String("manifest", "", "swap to the release a YAML manifest file describes (e.g. a mounted ConfigMap key); see docs/sources.md")
-	f.String("release-root", "", "releases from sources must resolve (symlinks followed) to a file under this directory")
-	f.Bool("require-sha256", false, "refuse releases whose manifest pins no sha256")
-	f.String("preflight", "", "arguments to run a new binary with before swapping to it, e.g. \"--version\"; it must exit 0 (a manifest's preflight: wins)")
-	f.Duration("preflight-timeout", 10*time.Second, "how long a preflight may run before it is killed and the release refused")
+func (o *sourcesFeature) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.watch, "watch", "", "swap when the binary at PATH changes: a file or a \"current\" symlink on a volume (the directory is watched)")
+	f.DurationVar(&o.settle, "settle", source.DefaultSettle, "a watched binary must be unchanged this long before it is offered (a copy in progress is never swapped in)")
+	f.StringVar(&o.manifest, "manifest", "", "swap to the release a YAML manifest file describes (e.g. a mounted ConfigMap key); see docs/sources.md")
+	f.StringVar(&o.releaseRoot, "release-root", "", "releases from sources must resolve (symlinks followed) to a file under this directory")
+	f.BoolVar(&o.requireSHA256, "require-sha256", false, "refuse releases whose manifest pins no sha256")
+	f.StringVar(&o.preflight, "preflight", "", "arguments to run a new binary with before swapping to it, e.g. \"--version\"; it must exit 0 (a manifest's preflight: wins)")
+	f.DurationVar(&o.preflightTimeout, "preflight-timeout", 10*time.Second, "how long a preflight may run before it is killed and the release refused")
 }
 
-// setupSources checks the flags, installs the verifier and opens the file
-// watches. (The ConfigMap source is feature_configmap.go: it links client-go.)
-func setupSources(_ context.Context, fs *pflag.FlagSet, cfg *hotswap.Config, log *slog.Logger) (func(context.Context, *hotswap.Engine) error, error) {
-	str := func(n string) string { s, _ := fs.GetString(n); return strings.TrimSpace(s) }
-	dur := func(n string) time.Duration { d, _ := fs.GetDuration(n); return d }
-	bad := func(flag, format string, a ...any) error {
-		return usageErr("--%s: %s", flag, fmt.Sprintf(format, a...))
+// setup checks the options, installs the verifier and opens the file
+// watches; the watches run once the engine exists.
+func (o *sourcesFeature) setup(d *deps, cfg *hotswap.Config) (func(*hotswap.Engine) error, error) {
+	bad := func(flag, format string, a ...any) error { return d.set.bad(flag, fmt.Errorf(format, a...)) }
+	if o.settle < 0 {
+		return nil, bad("settle", "%s must not be negative; 1s is a good start", o.settle)
 	}
-	settle := dur("settle")
-	if settle < 0 {
-		return nil, bad("settle", "%s must not be negative; 1s is a good start", settle)
+	if o.preflightTimeout <= 0 {
+		return nil, bad("preflight-timeout", "%s: must be positive, e.g. 10s", o.preflightTimeout)
 	}
-	ptimeout := dur("preflight-timeout")
-	if ptimeout <= 0 {
-		return nil, bad("preflight-timeout", "%s: must be positive, e.g. 10s", ptimeout)
-	}
-	requireSum, _ := fs.GetBool("require-sha256")
+	root := strings.TrimSpace(o.releaseRoot)
 	v, err := hotswap.NewVerifier(hotswap.VerifyOptions{
-		Root:             str("release-root"),
-		RequireSHA256:    requireSum,
-		Preflight:        strings.Fields(str("preflight")),
-		PreflightTimeout: ptimeout,
+		Root:             root,
+		RequireSHA256:    o.requireSHA256,
+		Preflight:        strings.Fields(o.preflight),
+		PreflightTimeout: o.preflightTimeout,
 		TrustedSource:    cfg.Release.Source,
 	})
 	if err != nil {
 		return nil, bad("release-root", "%v", err)
 	}
+	v.SetStarter(d.reaper)
 	prev := cfg.Verify
 	cfg.Verify = func(ctx context.Context, r hotswap.Release) error {
 		if prev != nil {
@@ -68,26 +69,27 @@ func setupSources(_ context.Context, fs *pflag.FlagSet, cfg *hotswap.Config, log
 	}
 
 	base := cfg.Release
-	root := str("release-root")
 	var runs []func(context.Context, source.Offerer)
-	if p := str("watch"); p != "" {
-		w, err := source.NewWatch(source.WatchOptions{Path: p, Settle: settle, Base: base, Log: log})
+	if p := strings.TrimSpace(o.watch); p != "" {
+		w, err := source.NewWatch(source.WatchOptions{Path: p, Settle: o.settle, Base: base, Log: d.log})
 		if err != nil {
 			return nil, bad("watch", "%v", err)
 		}
 		runs = append(runs, w.Run)
 	}
-	if p := str("manifest"); p != "" {
-		m, err := source.NewManifestFile(source.ManifestOptions{Path: p, Base: base, Root: root, Log: log})
+	if p := strings.TrimSpace(o.manifest); p != "" {
+		m, err := source.NewManifestFile(source.ManifestOptions{Path: p, Base: base, Root: root, Log: d.log})
 		if err != nil {
 			return nil, bad("manifest", "%v", err)
 		}
 		runs = append(runs, m.Run)
 	}
-	return func(ctx context.Context, eng *hotswap.Engine) error {
-		v.SetStarter(eng.Reaper())
+	if len(runs) == 0 {
+		return nil, nil
+	}
+	return func(eng *hotswap.Engine) error {
 		for _, run := range runs {
-			go run(ctx, eng)
+			d.group.Go(func(ctx context.Context) { run(ctx, eng) })
 		}
 		return nil
 	}, nil

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -43,10 +42,15 @@ func newRootCommand() *cobra.Command {
 		Args:  cobra.ArbitraryArgs,
 	}
 	for _, c := range []*cobra.Command{root, run} {
+		rc := newRunCommand()
 		c.Flags().SetInterspersed(false)
-		addRunFlags(c.Flags())
+		rc.addFlags(c.Flags())
 		c.RunE = func(cmd *cobra.Command, args []string) error {
-			return runMain(cmd.Context(), cmd.Flags(), args)
+			cfg, d, err := rc.load(cmd.Flags(), args)
+			if err != nil {
+				return err
+			}
+			return rc.run(cmd.Context(), cfg, d)
 		}
 	}
 	root.AddCommand(run, newVersionCommand(), newSwapCommand(), newStatusCommand(), newDemoCommand(), newServeCommand(), newKillCommand(), newFlagsDocCommand(), newInstallCommand())
@@ -54,18 +58,47 @@ func newRootCommand() *cobra.Command {
 	return root
 }
 
-// runMain loads the configuration and runs the engine until shutdown.
-func runMain(ctx context.Context, fs *pflag.FlagSet, args []string) error {
-	opts, err := loadOptions(fs, args)
-	if err != nil {
-		return err
-	}
-	return supervise(ctx, opts)
+// runCommand is `hotswap run`: its options and its features, which are set
+// up in this fixed order (admin last: it reads the reporter's counters).
+type runCommand struct {
+	opts     runOptions
+	features []feature
 }
 
-// supervise is the init: reaper, engine, exit code.
-func supervise(ctx context.Context, opts *options) error {
-	log := opts.log
+func newRunCommand() *runCommand {
+	srcs := &sourcesFeature{}
+	kube, reportErrors := kubeFeatures(&srcs.releaseRoot)
+	fs := []feature{&handoffFeature{}, srcs}
+	fs = append(fs, kube...)
+	fs = append(fs, &adminFeature{reportErrors: reportErrors})
+	return &runCommand{features: fs}
+}
+
+// addFlags declares every flag of `hotswap run`.
+func (c *runCommand) addFlags(fs *pflag.FlagSet) {
+	c.opts.addFlags(fs)
+	for _, f := range c.features {
+		f.addFlags(fs)
+	}
+}
+
+// load merges flags, environment and config file into the options, and
+// turns them into the engine's Config and the features' dependencies.
+func (c *runCommand) load(fs *pflag.FlagSet, args []string) (hotswap.Config, *deps, error) {
+	s, err := loadSettings(fs)
+	if err != nil {
+		return hotswap.Config{}, nil, err
+	}
+	cfg, err := c.opts.hotswapConfig(s, args)
+	if err != nil {
+		return cfg, nil, err
+	}
+	return cfg, &deps{log: cfg.Log, set: s}, nil
+}
+
+// run is the init: reaper, features, engine, exit code.
+func (c *runCommand) run(ctx context.Context, cfg hotswap.Config, d *deps) error {
+	log := d.log
 	reaper, err := entrypoint.NewReaper(log)
 	if err != nil {
 		return &exitError{code: 1, err: err}
@@ -82,14 +115,12 @@ func supervise(ctx context.Context, opts *options) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var starters []func(context.Context, *hotswap.Engine) error
-	for _, f := range features {
-		if f.setup == nil {
-			continue
-		}
-		start, err := f.setup(ctx, opts.flags, &opts.cfg, log)
+	d.reaper = reaper
+	d.group = newGroup(ctx)
+	defer d.group.cancel()
+	var starters []func(*hotswap.Engine) error
+	for _, f := range c.features {
+		start, err := f.setup(d, &cfg)
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
@@ -97,24 +128,17 @@ func supervise(ctx context.Context, opts *options) error {
 			starters = append(starters, start)
 		}
 	}
-	eng, err := hotswap.New(opts.cfg, reaper)
+	eng, err := hotswap.New(cfg, reaper)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	for _, start := range starters {
-		if err := start(ctx, eng); err != nil {
+		if err := start(eng); err != nil {
 			log.Warn("optional feature did not start; serving goes on", "err", err)
 		}
 	}
 	code := eng.Run(ctx)
-	// Let features finish their last act (the reporter's final patch, the
-	// admin endpoint's shutdown), bounded so exit is never held up long.
-	cancel()
-	done := make(chan struct{})
-	go func() { background.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(3 * time.Second):
+	if !d.group.stop(3 * time.Second) {
 		log.Warn("features did not stop within 3s; exiting anyway")
 	}
 	if code != 0 {
@@ -122,10 +146,6 @@ func supervise(ctx context.Context, opts *options) error {
 	}
 	return nil
 }
-
-// background holds the goroutines features start; supervise waits for them
-// (briefly) before exiting.
-var background sync.WaitGroup
 
 // newLogger builds the slog logger for --log-format and --log-level.
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
