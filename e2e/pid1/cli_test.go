@@ -85,12 +85,12 @@ func TestBadInput(t *testing.T) {
 		{"bad log format", nil, []string{"--log-format", "xml", "--", "true"}, 2, []string{"log-format", "xml"}},
 		{"swap signal is TERM", nil, []string{"--swap-signal", "TERM", "--", "true"}, 2, []string{"swap-signal", "TERM"}},
 		{"bad env value", []string{"HOTSWAP_GRACE=soon"}, []string{"--", "true"}, 2, []string{"HOTSWAP_GRACE", "soon"}},
-		{"bad env signal", []string{"HOTSWAP_STOP_SIGNAL=NOPE"}, []string{"--", "true"}, 2, []string{"stop-signal", "NOPE"}},
+		{"bad env signal", []string{"HOTSWAP_STOP_SIGNAL=NOPE"}, []string{"--", "true"}, 2, []string{"environment variable HOTSWAP_STOP_SIGNAL", "NOPE"}},
 		{"config missing", nil, []string{"--config", filepath.Join(dir, "none.yaml"), "--", "true"}, 2, []string{"none.yaml", "no such file"}},
 		{"config unknown key", nil, []string{"--config", unknownKey, "--", "true"}, 2, []string{"unknown key", "garce"}},
 		{"config bad YAML", nil, []string{"--config", badYAML, "--", "true"}, 2, []string{"bad.yaml", "YAML"}},
 		{"config bad value", nil, []string{"--config", badValue, "--", "true"}, 2, []string{"grace", "soon"}},
-		{"config bad signal", nil, []string{"--config", badSignal, "--", "true"}, 2, []string{"stop-signal", "BOGUS"}},
+		{"config bad signal", nil, []string{"--config", badSignal, "--", "true"}, 2, []string{"config file key stop-signal", "BOGUS"}},
 		{"config from env", []string{"HOTSWAP_CONFIG=" + unknownKey}, []string{"--", "true"}, 2, []string{"unknown key", "garce"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
