@@ -14,7 +14,7 @@ import (
 
 // sourcesFeature is release sources from files (--watch, --manifest) and
 // release verification (--release-root, --require-sha256, --preflight). See
-// docs/sources.md. (The ConfigMap source is feature_configmap.go: it links
+// docs/sources.md. (The ConfigMap source is in feature_kube.go: it links
 // client-go.)
 type sourcesFeature struct {
 	watch            string
