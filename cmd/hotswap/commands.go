@@ -142,7 +142,7 @@ func newServeCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(os.Stderr, "text", logLevel)
 			if err != nil {
-				return err
+				return usageErr("--%v", err)
 			}
 			if code := exampleserver.Run(o, log.With("component", "example-server")); code != 0 {
 				return &exitError{code: code, err: fmt.Errorf("")}

@@ -69,7 +69,7 @@ func (o *runOptions) hotswapConfig(s *settings, args []string) (hotswap.Config, 
 	var cfg hotswap.Config
 	log, err := newLogger(os.Stderr, o.logFormat, o.logLevel)
 	if err != nil {
-		return cfg, err
+		return cfg, s.badField(err)
 	}
 	if len(args) == 0 {
 		return cfg, usageErr("no command to run: hotswap [flags] -- COMMAND [ARGS...], e.g. hotswap --listen http=tcp://:8080 -- /app/server (or try `hotswap demo`)")
@@ -124,11 +124,7 @@ func (o *runOptions) hotswapConfig(s *settings, args []string) (hotswap.Config, 
 		return cfg, s.bad("on-exit", err)
 	}
 	if err := cfg.Validate(); err != nil {
-		var fe *hotswap.FieldError
-		if errors.As(err, &fe) {
-			return cfg, s.bad(fe.Key, fe.Err)
-		}
-		return cfg, usageErr("%v", err)
+		return cfg, s.badField(err)
 	}
 	return cfg, nil
 }

@@ -147,6 +147,8 @@ func TestBadValueNamesItsSource(t *testing.T) {
 		{"cross-field, file", nil, "swap-signal: TERM\n", nil, "config file key swap-signal: TERM: must differ"},
 		{"feature, env", map[string]string{"HOTSWAP_SETTLE": "-1s"}, "", nil, "environment variable HOTSWAP_SETTLE: -1s must not be negative"},
 		{"feature, file", nil, "preflight-timeout: 0s\n", nil, "config file key preflight-timeout: 0s: must be positive"},
+		{"logger, env", map[string]string{"HOTSWAP_LOG_LEVEL": "loud"}, "", nil, `environment variable HOTSWAP_LOG_LEVEL: "loud": want debug`},
+		{"logger, file", nil, "log-format: xml\n", nil, `config file key log-format: "xml": want text or json`},
 		{"unknown key", nil, "graec: 5s\n", nil, "unknown key(s) graec"},
 		{"config key in file", nil, "config: other.yaml\n", nil, "unknown key(s) config"},
 		{"not yaml", nil, "grace: [\n", nil, "not valid YAML"},

@@ -147,11 +147,12 @@ func (c *runCommand) run(ctx context.Context, cfg hotswap.Config, d *deps) error
 	return nil
 }
 
-// newLogger builds the slog logger for --log-format and --log-level.
+// newLogger builds the slog logger for --log-format and --log-level. A bad
+// value is a *hotswap.FieldError, so the caller can name its source.
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, usageErr("log-level %q: want debug, info, warn or error", level)
+		return nil, &hotswap.FieldError{Key: "log-level", Err: fmt.Errorf("%q: want debug, info, warn or error", level)}
 	}
 	ho := &slog.HandlerOptions{Level: lv}
 	switch strings.ToLower(format) {
@@ -160,5 +161,5 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, ho)).With("component", "hotswap"), nil
 	}
-	return nil, usageErr("log-format %q: want text or json", format)
+	return nil, &hotswap.FieldError{Key: "log-format", Err: fmt.Errorf("%q: want text or json", format)}
 }

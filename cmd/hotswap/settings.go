@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/hotswap-dev/hotswap/hotswap"
 )
 
 // settings gives every flag of a command its final value, flag >
@@ -154,4 +156,14 @@ func (s *settings) origin(flag string) string {
 // bad is a usage error about flag's value, naming its source.
 func (s *settings) bad(flag string, err error) error {
 	return usageErr("%s: %v", s.origin(flag), err)
+}
+
+// badField is a usage error for err, naming the source of the setting when
+// err is a *hotswap.FieldError.
+func (s *settings) badField(err error) error {
+	var fe *hotswap.FieldError
+	if errors.As(err, &fe) {
+		return s.bad(fe.Key, fe.Err)
+	}
+	return usageErr("%v", err)
 }
