@@ -38,7 +38,7 @@ go vet ./...
 log "build: static, no cgo"
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /tmp/hotswap-test-build ./cmd/hotswap
 rm -f /tmp/hotswap-test-build
-# A build without the Kubernetes features must not link client-go (DESIGN.md).
+# A build without the Kubernetes features must not link client-go (docs/design.md).
 CGO_ENABLED=0 go build -tags nokube -o /dev/null ./cmd/hotswap
 if go list -deps -tags nokube ./cmd/hotswap | grep -q '^k8s.io/'; then
   echo "-tags nokube build links Kubernetes packages:"; go list -deps -tags nokube ./cmd/hotswap | grep '^k8s.io/' | head; exit 1
