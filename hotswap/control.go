@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -31,6 +32,26 @@ type ControlResponse struct {
 	Swap   *SwapResult `json:"swap,omitempty"`
 	Status *Status     `json:"status,omitempty"`
 }
+
+// MaxControlRequest bounds one request line on the control socket, newline
+// included. A request is a few dozen bytes; the bound keeps a client from
+// growing PID 1's memory with an endless line.
+const MaxControlRequest = 64 << 10
+
+// MaxControlAnswer bounds the answer line a client reads: a status lists a
+// few generations, far below it.
+const MaxControlAnswer = 4 << 20
+
+// controlReadTimeout is how long a client may take to send its request
+// line, and controlWriteTimeout how long it may take to read the answer
+// (once it is ready): a silent client never holds a connection for good.
+var (
+	controlReadTimeout  = 5 * time.Second
+	controlWriteTimeout = 5 * time.Second
+)
+
+// errControlTooLong is the answer to a request line over MaxControlRequest.
+var errControlTooLong = fmt.Errorf("request too long: a request line is at most %d bytes", MaxControlRequest)
 
 // DefaultControlSockets lists where a client looks for the control socket
 // when none is given, in the order the server picks its runtime directory.
@@ -86,6 +107,7 @@ func (e *Engine) serveControlConn(ctx context.Context, c *net.UnixConn) {
 	defer c.Close()
 	reply := func(r ControlResponse) {
 		b, _ := json.Marshal(r)
+		_ = c.SetWriteDeadline(time.Now().Add(controlWriteTimeout))
 		_, _ = c.Write(append(b, '\n'))
 	}
 	if uid, err := peerUID(c); err != nil || (uid != 0 && uid != os.Geteuid()) {
@@ -93,17 +115,17 @@ func (e *Engine) serveControlConn(ctx context.Context, c *net.UnixConn) {
 		reply(ControlResponse{Error: "permission denied: only root or the user hotswap runs as may control it"})
 		return
 	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReaderSize(c, 4096).ReadBytes('\n')
+	_ = c.SetReadDeadline(time.Now().Add(controlReadTimeout))
+	req, err := readControlRequest(c)
+	if errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return // gone or silent: nobody to answer
+	}
 	if err != nil {
+		e.log.Warn("control socket: bad request", "err", err)
+		reply(ControlResponse{Error: err.Error()})
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	var req ControlRequest
-	if err := json.Unmarshal(line, &req); err != nil {
-		reply(ControlResponse{Error: "bad request: " + err.Error()})
-		return
-	}
 	switch req.Op {
 	case "status":
 		st := e.Status()
@@ -111,11 +133,7 @@ func (e *Engine) serveControlConn(ctx context.Context, c *net.UnixConn) {
 	case "swap":
 		sctx := ctx
 		if req.Timeout != "" {
-			d, err := time.ParseDuration(req.Timeout)
-			if err != nil {
-				reply(ControlResponse{Error: fmt.Sprintf("bad timeout %q: %v", req.Timeout, err)})
-				return
-			}
+			d, _ := time.ParseDuration(req.Timeout) // checked by parseControlRequest
 			var cancel context.CancelFunc
 			sctx, cancel = context.WithTimeout(ctx, d)
 			defer cancel()
@@ -126,9 +144,49 @@ func (e *Engine) serveControlConn(ctx context.Context, c *net.UnixConn) {
 			return
 		}
 		reply(ControlResponse{Swap: &res})
-	default:
-		reply(ControlResponse{Error: fmt.Sprintf("unknown op %q: want swap or status", req.Op)})
 	}
+}
+
+// readControlRequest reads and parses one request line of at most
+// MaxControlRequest bytes. It never buffers more than that, whatever the
+// client sends. io.EOF means the client sent nothing.
+func readControlRequest(r io.Reader) (ControlRequest, error) {
+	lr := &io.LimitedReader{R: r, N: MaxControlRequest}
+	line, err := bufio.NewReaderSize(lr, 4096).ReadBytes('\n')
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF) && lr.N == 0:
+		return ControlRequest{}, errControlTooLong
+	case errors.Is(err, io.EOF) && len(line) > 0:
+		return ControlRequest{}, errors.New("bad request: the line does not end with a newline")
+	default:
+		return ControlRequest{}, err
+	}
+	return parseControlRequest(line)
+}
+
+// parseControlRequest checks one request line: JSON, a known op, a
+// well-formed timeout.
+func parseControlRequest(line []byte) (ControlRequest, error) {
+	var req ControlRequest
+	if err := json.Unmarshal(line, &req); err != nil {
+		return ControlRequest{}, fmt.Errorf("bad request: %w", err)
+	}
+	switch req.Op {
+	case "swap", "status":
+	default:
+		return ControlRequest{}, fmt.Errorf("unknown op %q: want swap or status", req.Op)
+	}
+	if req.Timeout != "" {
+		d, err := time.ParseDuration(req.Timeout)
+		if err != nil {
+			return ControlRequest{}, fmt.Errorf("bad timeout %q: %w", req.Timeout, err)
+		}
+		if d <= 0 {
+			return ControlRequest{}, fmt.Errorf("bad timeout %q: must be positive", req.Timeout)
+		}
+	}
+	return req, nil
 }
 
 func peerUID(c *net.UnixConn) (int, error) {
@@ -181,7 +239,7 @@ func Control(ctx context.Context, path string, req ControlRequest) (ControlRespo
 	_, werr := c.Write(append(b, '\n'))
 	// Read even when the write failed: a server that refuses us answers
 	// before reading the request and closes, and its answer says why.
-	line, err := bufio.NewReader(c).ReadBytes('\n')
+	line, err := bufio.NewReader(io.LimitReader(c, MaxControlAnswer)).ReadBytes('\n')
 	if err != nil && werr != nil {
 		return ControlResponse{}, fmt.Errorf("control socket: send: %w", werr)
 	}
@@ -191,9 +249,26 @@ func Control(ctx context.Context, path string, req ControlRequest) (ControlRespo
 		}
 		return ControlResponse{}, fmt.Errorf("control socket: read answer: %w", err)
 	}
+	return decodeControlAnswer(req.Op, line)
+}
+
+// decodeControlAnswer parses the answer to a request of op and checks that
+// it carries what a caller will use: an error, or the swap result (op swap)
+// or the status (op status). A caller may then dereference Swap or Status
+// whenever Error is empty.
+func decodeControlAnswer(op string, line []byte) (ControlResponse, error) {
 	var resp ControlResponse
 	if err := json.Unmarshal(line, &resp); err != nil {
 		return ControlResponse{}, fmt.Errorf("control socket: bad answer: %w", err)
+	}
+	if resp.Error != "" {
+		return resp, nil
+	}
+	switch {
+	case op == "swap" && resp.Swap == nil:
+		return ControlResponse{}, fmt.Errorf("control socket: bad answer to %s: neither a swap result nor an error (%.200q)", op, line)
+	case op == "status" && resp.Status == nil:
+		return ControlResponse{}, fmt.Errorf("control socket: bad answer to %s: neither a status nor an error (%.200q)", op, line)
 	}
 	return resp, nil
 }
