@@ -8,6 +8,10 @@
 // child restarts, report errors) through small getter functions, so it
 // imports neither entrypoint nor hotswap/kube.
 //
+// It bounds what its clients can hold in PID 1 (open connections, idle
+// keep-alive time, slow requests): the port is on the pod network and
+// usually on a Service.
+//
 // It must never: block Observe, register on Prometheus' global registry
 // (each Server has its own), or change anything about serving — it only
 // reports.
