@@ -91,19 +91,20 @@ func (e *Engine) serveControl(ctx context.Context) (func(), error) {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	e.log.Info("control socket ready", "path", path, "try", "hotswap swap --control-socket "+path)
+	readTimeout := controlReadTimeout // read once, here: tests change it between engines
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go e.serveControlConn(ctx, c.(*net.UnixConn))
+			go e.serveControlConn(ctx, c.(*net.UnixConn), readTimeout)
 		}
 	}()
 	return func() { ln.Close() }, nil
 }
 
-func (e *Engine) serveControlConn(ctx context.Context, c *net.UnixConn) {
+func (e *Engine) serveControlConn(ctx context.Context, c *net.UnixConn, readTimeout time.Duration) {
 	defer c.Close()
 	reply := func(r ControlResponse) {
 		b, _ := json.Marshal(r)
@@ -115,7 +116,7 @@ func (e *Engine) serveControlConn(ctx context.Context, c *net.UnixConn) {
 		reply(ControlResponse{Error: "permission denied: only root or the user hotswap runs as may control it"})
 		return
 	}
-	_ = c.SetReadDeadline(time.Now().Add(controlReadTimeout))
+	_ = c.SetReadDeadline(time.Now().Add(readTimeout))
 	req, err := readControlRequest(c)
 	if errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return // gone or silent: nobody to answer

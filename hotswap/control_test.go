@@ -15,11 +15,14 @@ import (
 	"time"
 )
 
+// The control socket is served by the engine on the fake runtime (its
+// listener is real): running gives one with generation 1 serving.
+
 // A client that sends an endless request line gets an error answer after
 // MaxControlRequest bytes, and PID 1 does not buffer the rest: before the
 // bound, one 780 MiB line grew hotswap to 856 MB.
 func TestControlRequestLineIsBounded(t *testing.T) {
-	e, _, _ := startEngine(t, sh("exec sleep 60", "v1"), nil)
+	e := running(t, nil).e
 	c, err := net.Dial("unix", e.controlPath())
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +76,7 @@ func TestControlSilentClientIsDropped(t *testing.T) {
 	old := controlReadTimeout
 	controlReadTimeout = 200 * time.Millisecond
 	t.Cleanup(func() { controlReadTimeout = old })
-	e, _, _ := startEngine(t, sh("exec sleep 60", "v1"), nil)
+	e := running(t, nil).e
 	c, err := net.Dial("unix", e.controlPath())
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +90,7 @@ func TestControlSilentClientIsDropped(t *testing.T) {
 
 // The server answers requests it cannot parse with an error that says why.
 func TestControlBadRequests(t *testing.T) {
-	e, _, _ := startEngine(t, sh("exec sleep 60", "v1"), nil)
+	e := running(t, nil).e
 	for _, c := range []struct{ line, want string }{
 		{"not json\n", "bad request"},
 		{`{"op":"reboot"}` + "\n", `unknown op "reboot"`},
