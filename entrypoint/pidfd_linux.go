@@ -166,7 +166,7 @@ func children() []int {
 		var out []int
 		ok := true
 		for _, t := range tasks {
-			b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+			b, err := readWhole("/proc/self/task/" + t.Name() + "/children")
 			if err != nil {
 				if os.IsNotExist(err) {
 					ok = false
@@ -196,4 +196,27 @@ func children() []int {
 		}
 	}
 	return out
+}
+
+// readWhole reads a /proc file with reads as large as it may need, so that
+// a list the kernel builds as it is read is read in as few passes as
+// possible: each pass may skip an entry when the list changed meanwhile.
+func readWhole(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	n := 0
+	for {
+		m, err := f.Read(buf[n:])
+		n += m
+		if err != nil || m == 0 {
+			return buf[:n], nil
+		}
+		if n == len(buf) {
+			buf = append(buf, make([]byte, len(buf))...)
+		}
+	}
 }

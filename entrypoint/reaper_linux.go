@@ -200,6 +200,18 @@ func (r *Reaper) reapOthers() (left bool) {
 	if r.pidfds {
 		held = pidfdHolders() // after children(): see above
 	}
+	// The registered children first, by PID: children() reads a list that
+	// changes as it is read and may miss an entry.
+	r.mu.Lock()
+	known := make([]*Process, 0, len(r.procs))
+	for _, p := range r.procs {
+		known = append(known, p)
+	}
+	r.mu.Unlock()
+	for _, p := range known {
+		r.mu.Lock()
+		r.reapKnownLocked(p)
+	}
 	now := time.Now()
 	for _, pid := range kids {
 		r.mu.Lock()
