@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -43,13 +44,62 @@ func (p *Process) adoptMembers() {
 		return
 	}
 	for _, q := range procs {
-		if q.pgid != p.PID {
+		// A zombie member holds the number only until it is reaped, soon,
+		// and takes no signal: it does not make the group live.
+		if q.pgid != p.PID || q.state == 'Z' {
 			continue
 		}
 		if m, ok := holdMember(q, p.PID); ok {
 			p.members = append(p.members, m)
+			track(p, m)
 		}
 	}
+}
+
+// memberOf maps the PID of each held member to its Process, so that the
+// reaper, when it reaps a member reparented to it, lets the pidfd go at once
+// rather than at a Signal that may never come. Its lock is a leaf.
+var memberOf struct {
+	sync.Mutex
+	m map[int]*Process
+}
+
+func track(p *Process, m member) {
+	memberOf.Lock()
+	if memberOf.m == nil {
+		memberOf.m = make(map[int]*Process)
+	}
+	memberOf.m[m.pid] = p
+	memberOf.Unlock()
+}
+
+// release forgets and closes m.
+func (m member) release() {
+	memberOf.Lock()
+	delete(memberOf.m, m.pid)
+	memberOf.Unlock()
+	closePidfd(m.fd)
+}
+
+// memberReaped is the reaper's news that pid, reaped as an orphan, is gone.
+func memberReaped(pid int) {
+	memberOf.Lock()
+	p := memberOf.m[pid]
+	memberOf.Unlock()
+	if p == nil {
+		return
+	}
+	p.gmu.Lock()
+	defer p.gmu.Unlock()
+	kept := p.members[:0]
+	for _, m := range p.members {
+		if m.pid == pid {
+			m.release()
+		} else {
+			kept = append(kept, m)
+		}
+	}
+	p.members = kept
 }
 
 // holdMember opens a pidfd on q and checks, through /proc read after the
@@ -89,7 +139,7 @@ func (p *Process) signalMembers(sig syscall.Signal) (int, error) {
 		if m.inGroup(p.PID) {
 			anchors = append(anchors, m)
 		} else {
-			closePidfd(m.fd)
+			m.release()
 		}
 	}
 	p.members = anchors
@@ -121,6 +171,9 @@ func (p *Process) signalMembers(sig syscall.Signal) (int, error) {
 		}
 	}
 	if proven {
+		for _, m := range fresh {
+			track(p, m)
+		}
 		p.members = append(p.members, fresh...)
 	} else {
 		for _, m := range fresh {
@@ -143,7 +196,7 @@ func (p *Process) signalMembers(sig syscall.Signal) (int, error) {
 		// Nothing is sent after SIGKILL and a dying process forks no more:
 		// let the pidfds go now rather than at a Signal that may not come.
 		for _, m := range p.members {
-			closePidfd(m.fd)
+			m.release()
 		}
 		p.members = nil
 		p.groupGone = true

@@ -346,3 +346,42 @@ func TestKillTree(t *testing.T) {
 		}
 	}
 }
+
+func ownFDCount() int {
+	ownFDs.Lock()
+	defer ownFDs.Unlock()
+	return len(ownFDs.m)
+}
+
+// TestNoPidfdLeak: the pidfds held on a group that outlived its leader are
+// let go once its members are gone, with no Signal to notice it; a group of
+// zombies (a leader that never reaped its children) takes none.
+func TestNoPidfdLeak(t *testing.T) {
+	r := newTestReaper(t)
+	null := devNull(t)
+	base := ownFDCount()
+	before := r.Orphans()
+	p, err := r.Start(helperSpec(t, "zombies", "50"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, p, 30*time.Second)
+	if n := ownFDCount() - base; n != 0 {
+		t.Errorf("%d pidfds held on a group of zombies", n)
+	}
+	p, err = r.Start(Spec{Path: "/bin/sh", Argv: []string{"sh", "-c", "sleep 0.3 & exit 0"}, Files: []*os.File{null, null, null}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, p, 5*time.Second)
+	if n := ownFDCount() - base; n != 1 {
+		t.Errorf("%d pidfds held on a group whose one live member outlived its leader, want 1", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for (ownFDCount() != base || r.Orphans()-before < 51) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := ownFDCount() - base; n != 0 {
+		t.Errorf("%d pidfds still held after the member was reaped", n)
+	}
+}

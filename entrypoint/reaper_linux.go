@@ -232,6 +232,7 @@ func (r *Reaper) reapOthers() (left bool) {
 			continue // running, or reaped by its owner meanwhile
 		}
 		delete(r.seen, pid)
+		memberReaped(pid)
 		r.orphans.Add(1)
 		if f := r.onOrph.Load(); f != nil && *f != nil {
 			(*f)(pid, exitStatusOf(ws))
