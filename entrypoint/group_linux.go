@@ -36,17 +36,27 @@ type member struct {
 	fd    int
 }
 
-// adoptMembers opens a pidfd on each process in p's group, right after p
-// was reaped. Called with p.gmu held.
-func (p *Process) adoptMembers() {
+// adoptMembers opens a pidfd on each process in p's group, soon after p was
+// reaped at reapedAt (clock ticks). The number may have been freed and
+// reused since the reap, but only by a process that started after it and
+// that is, or was forked by, a stranger with our leader's PID. So: none is
+// taken when a process has that PID now, nor one that started after the
+// reap's tick; members forked since are picked up by signalMembers once an
+// anchor proves them. Called with p.gmu held.
+func (p *Process) adoptMembers(reapedAt uint64) {
 	procs, err := listProcs()
 	if err != nil {
 		return
 	}
 	for _, q := range procs {
+		if q.pid == p.PID {
+			return // the PID is someone else's already
+		}
+	}
+	for _, q := range procs {
 		// A zombie member holds the number only until it is reaped, soon,
 		// and takes no signal: it does not make the group live.
-		if q.pgid != p.PID || q.state == 'Z' {
+		if q.pgid != p.PID || q.state == 'Z' || q.start > reapedAt {
 			continue
 		}
 		if m, ok := holdMember(q, p.PID); ok {
@@ -89,7 +99,17 @@ func memberReaped(pid int) {
 	if p == nil {
 		return
 	}
-	p.gmu.Lock()
+	if !p.gmu.TryLock() {
+		// Signal or the adoption holds it and may take long: the reaper
+		// goroutine never waits for it.
+		go func() { p.gmu.Lock(); p.dropMember(pid) }()
+		return
+	}
+	p.dropMember(pid)
+}
+
+// dropMember lets go of member pid; called with p.gmu held, unlocks it.
+func (p *Process) dropMember(pid int) {
 	defer p.gmu.Unlock()
 	kept := p.members[:0]
 	for _, m := range p.members {

@@ -369,15 +369,20 @@ func TestNoPidfdLeak(t *testing.T) {
 	if n := ownFDCount() - base; n != 0 {
 		t.Errorf("%d pidfds held on a group of zombies", n)
 	}
-	p, err = r.Start(Spec{Path: "/bin/sh", Argv: []string{"sh", "-c", "sleep 0.3 & exit 0"}, Files: []*os.File{null, null, null}})
+	p, err = r.Start(Spec{Path: "/bin/sh", Argv: []string{"sh", "-c", "sleep 3 & exit 0"}, Files: []*os.File{null, null, null}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitDone(t, p, 5*time.Second)
+	// The members are adopted off the reaper's goroutine; Signal waits for
+	// it, and so does this.
+	for end := time.Now().Add(2 * time.Second); ownFDCount()-base != 1 && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if n := ownFDCount() - base; n != 1 {
 		t.Errorf("%d pidfds held on a group whose one live member outlived its leader, want 1", n)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(8 * time.Second)
 	for (ownFDCount() != base || r.Orphans()-before < 51) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -132,6 +132,11 @@ func (r *Reaper) loop() {
 // WNOWAIT), which reaps nothing, and reaps by PID: the children Start
 // registered at once, anything else through reapOthers.
 func (r *Reaper) reap() (left bool) {
+	// held lists the children a foreign pidfd holds (see reapOthers), as
+	// of heldAt: it is valid for a zombie that started before heldAt, whose
+	// pidfd, if os/exec has one on it, was open before the list was read.
+	var held map[int]bool
+	heldAt, haveHeld := uint64(0), false
 	for {
 		r.mu.Lock()
 		pid, err := waitidPeek(unix.P_ALL, 0)
@@ -139,14 +144,41 @@ func (r *Reaper) reap() (left bool) {
 			r.mu.Unlock()
 			return false // ECHILD: no children; 0: none exited yet
 		}
-		p := r.procs[pid]
-		if p == nil {
-			// The peek returns the same zombie until it is reaped, so an
-			// unknown one hides every zombie after it: go child by child.
-			r.mu.Unlock()
+		if p := r.procs[pid]; p != nil {
+			r.reapKnownLocked(p) // unlocks r.mu
+			continue
+		}
+		r.mu.Unlock()
+		if !r.pidfds {
 			return r.reapOthers()
 		}
-		r.reapKnownLocked(p) // unlocks r.mu
+		if q, ok := readProc(pid); !haveHeld || !ok || q.start >= heldAt {
+			heldAt, haveHeld = bootTicks(), true
+			held = pidfdHolders()
+		}
+		if held[pid] {
+			// The peek returns the same zombie until it is reaped, so one
+			// left to its owner hides every zombie after it: go child by
+			// child.
+			return r.reapOthers()
+		}
+		r.reapOrphan(pid)
+	}
+}
+
+// reapOrphan reaps pid, an exited child no one else waits for, if it still
+// is one, and reports it.
+func (r *Reaper) reapOrphan(pid int) {
+	var ws syscall.WaitStatus
+	wpid, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+	if wpid != pid || err != nil {
+		return // running, or reaped by its owner meanwhile
+	}
+	delete(r.seen, pid)
+	memberReaped(pid)
+	r.orphans.Add(1)
+	if f := r.onOrph.Load(); f != nil && *f != nil {
+		(*f)(pid, exitStatusOf(ws))
 	}
 }
 
@@ -175,12 +207,21 @@ func (r *Reaper) reapKnownLocked(p *Process) {
 	p.gmu.Lock()
 	p.reaped = true
 	groupLives := syscall.Kill(-pid, 0) == nil
+	reapedAt := bootTicks()
 	r.mu.Unlock()
 	if groupLives {
-		p.adoptMembers()
+		// Finding the members reads all of /proc: not on the reaper's
+		// goroutine, which would keep every orphan waiting meanwhile. The
+		// lock passes to that goroutine, so Signal waits for it.
+		go func() {
+			p.adoptMembers(reapedAt)
+			p.groupGone = len(p.members) == 0
+			p.gmu.Unlock()
+		}()
+	} else {
+		p.groupGone = true
+		p.gmu.Unlock()
 	}
-	p.groupGone = len(p.members) == 0
-	p.gmu.Unlock()
 
 	p.status = exitStatusOf(ws)
 	p.ended = time.Now()
@@ -226,17 +267,7 @@ func (r *Reaper) reapOthers() (left bool) {
 			}
 			continue
 		}
-		var ws syscall.WaitStatus
-		wpid, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
-		if wpid != pid || err != nil {
-			continue // running, or reaped by its owner meanwhile
-		}
-		delete(r.seen, pid)
-		memberReaped(pid)
-		r.orphans.Add(1)
-		if f := r.onOrph.Load(); f != nil && *f != nil {
-			(*f)(pid, exitStatusOf(ws))
-		}
+		r.reapOrphan(pid)
 	}
 	if len(r.seen) > 0 {
 		alive := make(map[int]bool, len(kids))
