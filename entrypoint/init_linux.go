@@ -50,7 +50,8 @@ func signalIgnore(sigs ...os.Signal) { signal.Ignore(sigs...) }
 // procInfo is what /proc/PID/stat says about a process.
 type procInfo struct {
 	pid, ppid, pgid int
-	state           byte // 'R', 'S', 'Z', ...
+	state           byte   // 'R', 'S', 'Z', ...
+	start           uint64 // since boot, in clock ticks (field 22)
 }
 
 // readProc parses /proc/PID/stat; false when the process is gone.
@@ -67,12 +68,13 @@ func readProc(pid int) (procInfo, bool) {
 		return procInfo{}, false
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 3 || len(f[0]) != 1 {
+	if len(f) < 20 || len(f[0]) != 1 {
 		return procInfo{}, false
 	}
 	ppid, _ := strconv.Atoi(f[1])
 	pgid, _ := strconv.Atoi(f[2])
-	return procInfo{pid: pid, ppid: ppid, pgid: pgid, state: f[0][0]}, true
+	start, _ := strconv.ParseUint(f[19], 10, 64)
+	return procInfo{pid: pid, ppid: ppid, pgid: pgid, state: f[0][0], start: start}, true
 }
 
 // ProcessGroup is pid's process group, 0 if the process is gone.
@@ -112,25 +114,13 @@ func Stragglers(skipGroups map[int]bool) ([]int, error) {
 		return nil, err
 	}
 	self := os.Getpid()
-	mine := map[int]bool{self: true}
-	if !IsPID1() {
-		// Descendants: repeat until no new child of a known process appears.
-		for changed := true; changed; {
-			changed = false
-			for _, p := range procs {
-				if !mine[p.pid] && mine[p.ppid] {
-					mine[p.pid] = true
-					changed = true
-				}
-			}
-		}
-	}
+	mine := ourProcs(procs)
 	var out []int
 	for _, p := range procs {
 		if p.pid == self || p.state == 'Z' || skipGroups[p.pgid] {
 			continue
 		}
-		if IsPID1() || mine[p.pid] {
+		if mine[p.pid] {
 			out = append(out, p.pid)
 		}
 	}

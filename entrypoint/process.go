@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -71,10 +72,18 @@ type Process struct {
 	// Started is when fork returned.
 	Started time.Time
 
-	reaper *Reaper
-	done   chan struct{}
-	status ExitStatus
-	ended  time.Time
+	reaper     *Reaper
+	startTicks uint64 // bootTicks just before fork
+	done       chan struct{}
+	status     ExitStatus
+	ended      time.Time
+
+	reaped bool // under reaper.mu: -PID may no longer be our group
+
+	// Under gmu, set when the leader is reaped (group_linux.go).
+	gmu       sync.Mutex
+	groupGone bool     // no member outlived the leader, or none is left
+	members   []member // pidfds on the members that outlived the leader
 }
 
 // Done is closed when the process has exited and been reaped.
@@ -104,21 +113,28 @@ func (p *Process) Ended() time.Time {
 
 // Signal sends sig to the process's whole group, so helpers and workers it
 // started go with it. It keeps working after the leader exited while any
-// member of the group lives. It returns ErrDone when the group is gone.
+// member of the group lives, and never reaches a group that merely got the
+// same number later (see group_linux.go). It returns ErrDone when the group
+// is gone.
 func (p *Process) Signal(sig syscall.Signal) error {
-	if p.reaper.pidReused(p) {
-		// The leader was reaped and its PID now belongs to another child of
-		// ours: -PID could name that child's group. Only our own members
-		// could still be in the old group, and they left with their leader.
-		return ErrDone
-	}
-	if err := syscall.Kill(-p.PID, sig); err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			return ErrDone
+	r := p.reaper
+	r.mu.Lock()
+	if !p.reaped {
+		// Unreaped, the leader holds the number: -PID is our group. The
+		// lock keeps the reaper from reaping it until the signal is sent.
+		err := syscall.Kill(-p.PID, sig)
+		r.mu.Unlock()
+		if err != nil {
+			if errors.Is(err, syscall.ESRCH) {
+				return ErrDone
+			}
+			return fmt.Errorf("entrypoint: signal %v to group %d: %w", sig, p.PID, err)
 		}
-		return fmt.Errorf("entrypoint: signal %v to group %d: %w", sig, p.PID, err)
+		return nil
 	}
-	return nil
+	r.mu.Unlock()
+	_, err := p.signalMembers(sig)
+	return err
 }
 
 // Kill sends SIGKILL to the whole group.

@@ -15,10 +15,10 @@ import (
 	"time"
 )
 
-// Only one Reaper may run per process, and os/exec must never run while it
-// does (its Wait races our wait4). So these tests do not run in parallel,
-// each opens its own Reaper and closes it, and every process they need is
-// started through Reaper.Start.
+// Only one Reaper may run per process. So these tests do not run in
+// parallel, each opens its own Reaper and closes it, and the processes they
+// supervise are started through Reaper.Start (os/exec beside the reaper is
+// tested in TestOSExecBesideReaper).
 
 // newTestReaper opens the process's Reaper for one test and closes it after,
 // once every child the test started has been reaped.

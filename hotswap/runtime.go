@@ -115,5 +115,8 @@ func (o osProc) PID() int                        { return o.p.PID }
 func (o osProc) Started() time.Time              { return o.p.Started }
 func (o osProc) Signal(sig syscall.Signal) error { return o.p.Signal(sig) }
 func (o osProc) Kill() error                     { return o.p.Kill() }
-func (o osProc) Exited() bool                    { return o.p.Exited() }
-func (o osProc) Status() entrypoint.ExitStatus   { return o.p.Status() }
+
+// KillTree kills the group and what it left outside (entrypoint.KillTree).
+func (o osProc) KillTree(marker string) (int, error) { return o.p.KillTree(marker) }
+func (o osProc) Exited() bool                        { return o.p.Exited() }
+func (o osProc) Status() entrypoint.ExitStatus       { return o.p.Status() }

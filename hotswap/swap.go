@@ -245,7 +245,11 @@ func (e *Engine) onDrainDeadline(g *generation) {
 	if !g.proc.Exited() || g.state == GenDraining {
 		e.log.Warn("drain deadline passed; killing the generation's process group", "generation", g.id, "pid", g.proc.PID(), "drain_timeout", e.cfg.DrainTimeout)
 	}
-	_ = g.proc.Kill() // also any grandchild left in the group
+	if t, ok := g.proc.(interface{ KillTree(string) (int, error) }); ok { // its group, and daemons it left outside (setsid)
+		_, _ = t.KillTree(fmt.Sprintf("HOTSWAP_GENERATION=%d", g.id))
+	} else {
+		_ = g.proc.Kill() // also any grandchild left in the group
+	}
 }
 
 // failSwap ends a swap whose new generation failed (its state already

@@ -57,6 +57,10 @@ type PodConfig struct {
 	// Serve are the initial flags of `hotswap serve` (the wrapper script
 	// reads them at each start; see SetServeFlags).
 	Serve []string
+	// Prelude is shell the wrapper script runs before it execs the server,
+	// for a test whose generation must leave something behind. It runs in
+	// the pod's directory; empty for the tests that count processes.
+	Prelude string
 }
 
 // Pod is hotswap running as PID 1 of its own PID namespace, in the test's
@@ -128,8 +132,8 @@ func StartPod(t testing.TB, pc PodConfig) *Pod {
 	if pc.Mode == hotswap.ModeReuseport {
 		serveAddr = []string{"--addr", p.Addr}
 	}
-	script := fmt.Sprintf("#!/bin/sh\n# Written by e2e/swap: the flags of each new generation come from %[1]s/flags.\n# No command substitution: it would fork, and the tests count processes.\nread -r flags < %[1]s/flags\nexec %[2]s serve %[3]s $flags\n",
-		dir, bin, strings.Join(serveAddr, " "))
+	script := fmt.Sprintf("#!/bin/sh\n# Written by e2e/swap: the flags of each new generation come from %[1]s/flags.\n# No command substitution: it would fork, and the tests count processes.\n%[4]s\nread -r flags < %[1]s/flags\nexec %[2]s serve %[3]s $flags\n",
+		dir, bin, strings.Join(serveAddr, " "), pc.Prelude)
 	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
