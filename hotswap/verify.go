@@ -27,7 +27,8 @@ var ErrRejected = errors.New("release rejected")
 // operator can act on. It is what `hotswap status` shows as the reason.
 type RejectError struct {
 	// Check is the check that failed: "exists", "regular", "executable",
-	// "elf", "writable", "root", "sha256" or "preflight".
+	// "writable", "env", "root", "elf", "loader", "sha256" or
+	// "preflight".
 	Check string
 	// Path is the file the check looked at (symlinks resolved when known).
 	Path string
@@ -119,47 +120,50 @@ func NewVerifier(opts VerifyOptions) (*Verifier, error) {
 // see Engine.Reaper) used to run preflights.
 func (v *Verifier) SetStarter(s ProcessStarter) { v.starter = s }
 
-// Verify runs every check on r and returns nil or an error wrapping
-// ErrRejected (a *RejectError) that says why. It is a VerifyFunc.
+// Verify opens r's binary, runs every check on it and closes it; it returns
+// nil or an error wrapping ErrRejected (a *RejectError) that says why. It is
+// a VerifyFunc. To start what was verified, open the binary once with
+// OpenBinary and use VerifyBinary.
 func (v *Verifier) Verify(ctx context.Context, r Release) error {
+	b, err := OpenBinary(r.Path)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return v.VerifyBinary(ctx, r, b)
+}
+
+// VerifyBinary runs every check on b, the open binary of r: its file, its
+// directories, its ELF headers and loader, its sha256 and its preflight all
+// read this one open file, and the preflight executes it, so nothing
+// replaced at r.Path meanwhile can slip in. It returns nil or a *RejectError.
+func (v *Verifier) VerifyBinary(ctx context.Context, r Release, b *Binary) error {
 	trusted := v.opts.TrustedSource != "" && r.Source == v.opts.TrustedSource
 	reject := func(check, path, reason string, err error) error {
 		return &RejectError{Check: check, Path: path, Reason: reason, Err: err}
 	}
-	if r.Path == "" {
-		return reject("exists", "(no path)", "the release names no binary", nil)
-	}
-	real, err := filepath.EvalSymlinks(r.Path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return reject("exists", r.Path, "no such file (or a symlink on the way points nowhere); is the volume mounted and the copy finished?", err)
-		}
-		return reject("exists", r.Path, err.Error(), err)
-	}
-	f, err := os.Open(real)
-	if err != nil {
-		return reject("exists", real, err.Error(), err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return reject("exists", real, err.Error(), err)
-	}
-	if !fi.Mode().IsRegular() {
-		return reject("regular", real, fmt.Sprintf("not a regular file (%s)", fi.Mode().Type()), nil)
-	}
+	real, fi := b.Path(), b.Info()
 	if fi.Mode().Perm()&0o111 == 0 {
 		return reject("executable", real, fmt.Sprintf("not executable (mode %04o); chmod +x it before it is published", fi.Mode().Perm()), nil)
 	}
 	if !trusted {
-		if fi.Mode().Perm()&0o022 != 0 {
-			return reject("writable", real, fmt.Sprintf("group- or world-writable (mode %04o): anyone could change it between verification and start; chmod go-w it", fi.Mode().Perm()), nil)
+		if why := checkUnwritable(fi, r.Path, real); why != "" {
+			return reject("writable", real, why, nil)
+		}
+		if err := CheckReleaseEnv(r.Env); err != nil {
+			return reject("env", real, err.Error(), err)
 		}
 		if v.root != "" && !within(v.root, real) {
 			return reject("root", real, fmt.Sprintf("resolves outside the release root %s (from %s); publish releases under the root, and make symlinks point inside it", v.root, r.Path), nil)
 		}
-		if err := checkELF(f, fi.Size()); err != nil {
+		ef, err := checkELF(b.f, fi.Size())
+		if err != nil {
 			return reject("elf", real, err.Error(), err)
+		}
+		err = checkLoader(ef, real)
+		ef.Close()
+		if err != nil {
+			return reject("loader", real, err.Error(), err)
 		}
 	}
 	want := strings.ToLower(r.SHA256)
@@ -167,11 +171,8 @@ func (v *Verifier) Verify(ctx context.Context, r Release) error {
 		return reject("sha256", real, "the release pins no sha256 and --require-sha256 is set; add sha256: <hex> to the manifest", nil)
 	}
 	if want != "" {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return reject("sha256", real, err.Error(), err)
-		}
 		h := sha256.New()
-		if _, err := io.Copy(h, f); err != nil {
+		if _, err := io.Copy(h, b.reader()); err != nil {
 			return reject("sha256", real, "read: "+err.Error(), err)
 		}
 		if got := hex.EncodeToString(h.Sum(nil)); got != want {
@@ -183,7 +184,7 @@ func (v *Verifier) Verify(ctx context.Context, r Release) error {
 		pre = v.opts.Preflight
 	}
 	if len(pre) > 0 {
-		if err := v.preflight(ctx, real, r, pre); err != nil {
+		if err := v.preflight(ctx, b, r, pre); err != nil {
 			return reject("preflight", real, err.Error(), err)
 		}
 	}
@@ -216,33 +217,36 @@ var elfMachines = map[string]elf.Machine{
 // checkELF refuses anything that is not a complete executable ELF file for
 // this machine: scripts, other architectures, and files cut short (a loaded
 // segment past the end of the file is what a copy still in progress looks
-// like).
-func checkELF(f *os.File, size int64) error {
+// like). It returns the parsed file for checkLoader; close it.
+func checkELF(f io.ReaderAt, size int64) (*elf.File, error) {
 	var magic [4]byte
 	if _, err := f.ReadAt(magic[:], 0); err != nil || !bytes.Equal(magic[:], []byte(elf.ELFMAG)) {
 		if bytes.HasPrefix(magic[:], []byte("#!")) {
-			return errors.New("a script (#!), not an ELF binary; sources may only publish native binaries")
+			return nil, errors.New("a script (#!), not an ELF binary; sources may only publish native binaries")
 		}
-		return fmt.Errorf("not an ELF binary (%d bytes; truncated or not a program)", size)
+		return nil, fmt.Errorf("not an ELF binary (%d bytes; truncated or not a program)", size)
 	}
 	ef, err := elf.NewFile(f)
 	if err != nil {
-		return fmt.Errorf("damaged or truncated ELF file: %w", err)
+		return nil, fmt.Errorf("damaged or truncated ELF file: %w", err)
 	}
-	defer ef.Close()
+	fail := func(err error) (*elf.File, error) {
+		ef.Close()
+		return nil, err
+	}
 	want, ok := elfMachines[runtime.GOARCH]
 	if ok && ef.Machine != want {
-		return fmt.Errorf("built for %s, this machine runs %s (%s); build it with GOARCH=%s", machineName(ef.Machine), machineName(want), runtime.GOARCH, runtime.GOARCH)
+		return fail(fmt.Errorf("built for %s, this machine runs %s (%s); build it with GOARCH=%s", machineName(ef.Machine), machineName(want), runtime.GOARCH, runtime.GOARCH))
 	}
 	wantClass := elf.ELFCLASS64
 	if strings.HasSuffix(runtime.GOARCH, "386") || runtime.GOARCH == "arm" {
 		wantClass = elf.ELFCLASS32
 	}
 	if ef.Class != wantClass {
-		return fmt.Errorf("ELF class %s, this machine needs %s", ef.Class, wantClass)
+		return fail(fmt.Errorf("ELF class %s, this machine needs %s", ef.Class, wantClass))
 	}
 	if ef.Type != elf.ET_EXEC && ef.Type != elf.ET_DYN {
-		return fmt.Errorf("ELF type %s is not an executable", ef.Type)
+		return fail(fmt.Errorf("ELF type %s is not an executable", ef.Type))
 	}
 	loads := 0
 	for _, p := range ef.Progs {
@@ -251,13 +255,119 @@ func checkELF(f *os.File, size int64) error {
 		}
 		loads++
 		if end := p.Off + p.Filesz; end > uint64(size) || end < p.Off {
-			return fmt.Errorf("truncated: a loadable segment ends at byte %d but the file has %d (copy still in progress?)", end, size)
+			return fail(fmt.Errorf("truncated: a loadable segment ends at byte %d but the file has %d (copy still in progress?)", end, size))
 		}
 	}
 	if loads == 0 {
-		return errors.New("ELF file has no loadable segment; not a program")
+		return fail(errors.New("ELF file has no loadable segment; not a program"))
+	}
+	return ef, nil
+}
+
+// checkLoader refuses a binary that would make the dynamic loader run code
+// that is neither in the verified file nor in a file only root (or hotswap's
+// user) can change: an interpreter (PT_INTERP), a library named by path, or
+// a library search path (DT_RUNPATH, DT_RPATH) someone else can write to,
+// and audit libraries (DT_AUDIT). The system's loader and /usr/lib pass; a
+// static binary has none of these. bin is the binary's resolved path, for
+// $ORIGIN.
+func checkLoader(ef *elf.File, bin string) error {
+	for _, p := range ef.Progs {
+		if p.Type != elf.PT_INTERP {
+			continue
+		}
+		raw, err := io.ReadAll(io.LimitReader(p.Open(), 4096))
+		if err != nil {
+			return fmt.Errorf("read its interpreter (PT_INTERP): %w", err)
+		}
+		interp := strings.TrimRight(string(raw), "\x00")
+		if !filepath.IsAbs(interp) {
+			return fmt.Errorf("its interpreter (PT_INTERP) %q is not an absolute path: it would be looked up from the working directory", clipName(interp))
+		}
+		fi, err := os.Stat(interp)
+		if err != nil {
+			return fmt.Errorf("its interpreter %s: %w (built against another C library? build it static, e.g. CGO_ENABLED=0)", interp, err)
+		}
+		real, _ := filepath.EvalSymlinks(interp)
+		if why := checkUnwritable(fi, interp, real); why != "" {
+			return fmt.Errorf("its interpreter %s: %s", interp, why)
+		}
+	}
+	for _, tag := range []elf.DynTag{elf.DT_AUDIT, elf.DT_DEPAUDIT} {
+		if v, _ := ef.DynValue(tag); len(v) > 0 {
+			return fmt.Errorf("asks the dynamic loader for an audit library (%s), which runs before the program; rebuild without it", tag)
+		}
+	}
+	needed, _ := ef.DynString(elf.DT_NEEDED)
+	for _, lib := range needed {
+		if !strings.Contains(lib, "/") {
+			continue // searched in the trusted system directories
+		}
+		if !filepath.IsAbs(lib) {
+			return fmt.Errorf("needs library %q by a relative path: it would be looked up from the working directory", clipName(lib))
+		}
+		fi, err := os.Stat(lib)
+		if err != nil {
+			return fmt.Errorf("needs library %s: %w", lib, err)
+		}
+		real, _ := filepath.EvalSymlinks(lib)
+		if why := checkUnwritable(fi, lib, real); why != "" {
+			return fmt.Errorf("needs library %s: %s", lib, why)
+		}
+	}
+	for _, tag := range []elf.DynTag{elf.DT_RUNPATH, elf.DT_RPATH} {
+		paths, _ := ef.DynString(tag)
+		for _, list := range paths {
+			for _, dir := range strings.Split(list, ":") {
+				if err := checkSearchDir(dir, filepath.Dir(bin)); err != nil {
+					return fmt.Errorf("library search path (%s) %q: %w", strings.TrimPrefix(tag.String(), "DT_"), clipName(list), err)
+				}
+			}
+		}
 	}
 	return nil
+}
+
+// checkSearchDir checks one DT_RUNPATH/DT_RPATH entry: absolute (or under
+// $ORIGIN, the binary's directory), and writable by nobody but root and
+// hotswap's user, sticky bit or not (anyone may add a library to /tmp). A
+// directory that does not exist yet is judged by the nearest one above it:
+// whoever can write there can create it.
+func checkSearchDir(dir, origin string) error {
+	if dir == "" {
+		return errors.New("an empty entry means the working directory")
+	}
+	for _, tok := range []string{"${ORIGIN}", "$ORIGIN"} {
+		dir = strings.ReplaceAll(dir, tok, origin)
+	}
+	if strings.Contains(dir, "$") {
+		return errors.New("a loader token other than $ORIGIN ($LIB, $PLATFORM) is not supported; use an absolute path or $ORIGIN")
+	}
+	if !filepath.IsAbs(dir) {
+		return errors.New("a relative entry is looked up from the working directory; use an absolute path or $ORIGIN")
+	}
+	dir = filepath.Clean(dir)
+	at := firstExisting(dir)
+	fi, err := os.Stat(at)
+	if err != nil {
+		return err
+	}
+	if why := writableBy(fi, false); why != "" {
+		return fmt.Errorf("%s is %s: anyone who can write it can add a library the binary loads; chown root and chmod go-w it", at, why)
+	}
+	real, _ := filepath.EvalSymlinks(at)
+	if why := checkUnwritable(fi, at, real); why != "" {
+		return errors.New(why)
+	}
+	return nil
+}
+
+// clipName keeps a name from a hostile binary short in a message.
+func clipName(s string) string {
+	if len(s) > 128 {
+		return s[:128] + "..."
+	}
+	return s
 }
 
 func machineName(m elf.Machine) string {
@@ -267,13 +377,17 @@ func machineName(m elf.Machine) string {
 // preflightOutputMax bounds what a preflight's output adds to a reason.
 const preflightOutputMax = 2048
 
-// preflight runs `path args...` through the reaper with the release's
-// environment; it must exit 0 within the timeout. Its output is kept to
-// explain a failure.
-func (v *Verifier) preflight(ctx context.Context, path string, r Release, args []string) error {
+// preflight runs the release's binary with args through the reaper, with
+// the environment its generation would get; it must exit 0 within the
+// timeout. Its output is kept to explain a failure. The process executes
+// b's open file (fd 3, as /proc/self/fd/3), not the path: the preflight
+// vets the very inode that will serve. A trusted #! script runs by path
+// (see Binary.Script).
+func (v *Verifier) preflight(ctx context.Context, b *Binary, r Release, args []string) error {
 	if v.starter == nil {
 		return errors.New("no process starter for the preflight (hotswap bug: Verifier.SetStarter not called)")
 	}
+	path := b.Path()
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return err
@@ -288,14 +402,21 @@ func (v *Verifier) preflight(ctx context.Context, path string, r Release, args [
 	if env == nil {
 		env = os.Environ()
 	}
-	env = append(append([]string(nil), env...), r.Env...)
-	env = append(env, "HOTSWAP_PREFLIGHT=1", "HOTSWAP_VERSION="+r.Version)
-	p, err := v.starter.Start(entrypoint.Spec{
+	env = PreflightEnv(env, r)
+	spec := entrypoint.Spec{
 		Path:  path,
 		Argv:  append([]string{path}, args...),
 		Env:   env,
 		Files: []*os.File{devnull, pw, pw},
-	})
+	}
+	if !b.Script() {
+		// fd 3 stays open in the preflight (the reaper clears close-on-exec
+		// on what it passes); it is its own binary, read-only. A generation
+		// never keeps it: the exec shim closes it on exec.
+		spec.Path = "/proc/self/fd/3"
+		spec.Files = append(spec.Files, b.File())
+	}
+	p, err := v.starter.Start(spec)
 	pw.Close()
 	if err != nil {
 		return fmt.Errorf("cannot start `%s`: %w", preflightCmd(path, args), err)

@@ -7,11 +7,14 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -238,5 +241,289 @@ func TestVerifyPreflight(t *testing.T) {
 	noStarter, _ := NewVerifier(VerifyOptions{Preflight: []string{"x"}})
 	if err := noStarter.Verify(context.Background(), Release{Path: trueBin}); err == nil {
 		t.Fatal("preflight without a starter passed")
+	}
+}
+
+var (
+	loaderBinMu sync.Mutex
+	loaderBins  = map[string]string{}
+)
+
+// loaderBin builds a tiny dynamically linked (PIE) Go program whose ELF
+// headers name interp as its interpreter and runpath as its DT_RUNPATH: a
+// binary that asks the dynamic loader to run code from elsewhere.
+func loaderBin(t *testing.T, interp, runpath string) string {
+	t.Helper()
+	key := interp + "\x00" + runpath
+	loaderBinMu.Lock()
+	p, ok := loaderBins[key]
+	loaderBinMu.Unlock()
+	if ok {
+		return p
+	}
+	dir, err := os.MkdirTemp("", "hotswap-loader-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "main.go")
+	_ = os.WriteFile(src, []byte("package main\nfunc main() {}\n"), 0o644)
+	out := filepath.Join(dir, "server")
+	ld := "-I " + interp
+	if runpath != "" {
+		ld += " -r " + runpath
+	}
+	cmd := exec.Command("go", "build", "-buildmode=pie", "-ldflags="+ld, "-o", out, src)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GO111MODULE=off")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build a binary with interpreter %s: %v\n%s", interp, err, b)
+	}
+	loaderBinMu.Lock()
+	loaderBins[key] = out
+	loaderBinMu.Unlock()
+	return out
+}
+
+// systemInterp is this machine's dynamic loader, from /bin/true.
+func systemInterp(t *testing.T) string {
+	t.Helper()
+	ef, err := elf.Open(nativeBin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ef.Close()
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_INTERP {
+			b, _ := io.ReadAll(p.Open())
+			return strings.TrimRight(string(b), "\x00")
+		}
+	}
+	t.Skip("/bin/true is static: no system dynamic loader to copy")
+	return ""
+}
+
+// TestVerifyWhoCanWrite: a release someone other than root and hotswap's
+// user could change — the file, by owning it, or a directory on its path —
+// is refused, not only a file whose mode bits say group- or world-writable.
+func TestVerifyWhoCanWrite(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown files to another user")
+	}
+	top := t.TempDir()
+	native := nativeBin(t)
+	v, err := NewVerifier(VerifyOptions{Root: top})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mkdir := func(name string, mode os.FileMode, uid int) string {
+		d := filepath.Join(top, name)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, uid, 0); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	foreignFile, _ := copyBin(t, native, mkdir("ok", 0o755, 0), "foreign-owner", 0o755)
+	if err := os.Chown(foreignFile, 4242, 0); err != nil {
+		t.Fatal(err)
+	}
+	ownFile, _ := copyBin(t, native, mkdir("ok", 0o755, 0), "own", 0o755)
+	groupDir, _ := copyBin(t, native, mkdir("groupw", 0o775, 0), "server", 0o755)
+	worldDir, _ := copyBin(t, native, mkdir("worldw/v1", 0o755, 0), "server", 0o755)
+	_ = mkdir("worldw", 0o777, 0) // a directory above the release's
+	otherDir, _ := copyBin(t, native, mkdir("other", 0o755, 4242), "server", 0o755)
+	sticky, _ := copyBin(t, native, mkdir("sticky", os.ModeSticky|0o777, 0), "server", 0o755)
+	// A symlink whose directory anyone may write: the link can be flipped.
+	linkDir := mkdir("links", 0o777, 0)
+	link := filepath.Join(linkDir, "current")
+	if err := os.Symlink(ownFile, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path, want string // want "" = accepted
+	}{
+		{"owned by root, 0755", ownFile, ""},
+		{"owned by another user", foreignFile, "owned by uid 4242"},
+		{"in a group-writable directory", groupDir, "groupw on its path is group-writable"},
+		{"below a world-writable directory", worldDir, "worldw on its path is world-writable"},
+		{"in a directory another user owns", otherDir, "other on its path is owned by uid 4242"},
+		{"in a sticky directory (like /tmp)", sticky, ""},
+		{"through a symlink in a world-writable directory", link, "links on its path is world-writable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := v.Verify(context.Background(), Release{Path: tc.path})
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("rejected: %v", err)
+				}
+				return
+			}
+			var re *RejectError
+			if !errors.As(err, &re) || re.Check != "writable" || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want a writable rejection with %q, got %v", tc.want, err)
+			}
+			t.Logf("reason: %v", err)
+		})
+	}
+}
+
+// TestVerifyLoader: an interpreter or a library search path that anyone
+// could write loads code the pin never covered; refused unless trusted.
+func TestVerifyLoader(t *testing.T) {
+	root := t.TempDir()
+	// Short, so the interpreter path fits wherever Go's linker puts it.
+	open, err := os.MkdirTemp("", "hswld")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(open) })
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	sys := systemInterp(t)
+	planted, _ := copyBin(t, sys, open, "ld.so", 0o755)
+	if err := os.Chmod(planted, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVerifier(VerifyOptions{Root: root, TrustedSource: "command line"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, interp, runpath string
+		source                string
+		want                  string // "" = accepted
+	}{
+		{"system loader", sys, "", "", ""},
+		{"system loader, runpath under $ORIGIN", sys, "$ORIGIN/lib:/usr/lib", "", ""},
+		{"interpreter in a world-writable directory", planted, "", "", "is world-writable"},
+		{"missing interpreter", "/nonexistent/ld.so", "", "", "CGO_ENABLED=0"},
+		{"runpath anyone can write", sys, "/usr/lib:" + open, "", "is world-writable"},
+		{"relative runpath", sys, "lib", "", "relative entry"},
+		{"empty runpath entry", sys, "/usr/lib::/lib", "", "empty entry"},
+		{"runpath token", sys, "/usr/$LIB", "", "$LIB"},
+		{"trusted release is not checked", planted, open, "command line", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each builds a binary
+			bin, _ := copyBin(t, loaderBin(t, tc.interp, tc.runpath), root, strings.ReplaceAll(tc.name, " ", "-"), 0o755)
+			err := v.Verify(context.Background(), Release{Path: bin, Source: tc.source})
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("rejected: %v", err)
+				}
+				return
+			}
+			var re *RejectError
+			if !errors.As(err, &re) || re.Check != "loader" || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want a loader rejection with %q, got %v", tc.want, err)
+			}
+			t.Logf("reason: %v", err)
+		})
+	}
+}
+
+// TestVerifyEnv: a release's environment may not load code or reach
+// hotswap's sockets.
+func TestVerifyEnv(t *testing.T) {
+	root := t.TempDir()
+	good, _ := copyBin(t, nativeBin(t), root, "server", 0o755)
+	v, err := NewVerifier(VerifyOptions{Root: root, TrustedSource: "command line"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"GOMAXPROCS=2", "LOG=debug"}, ""},
+		{[]string{"LD_PRELOAD=/tmp/evil.so"}, "dynamic loader"},
+		{[]string{"LD_ANYTHING_NEW=1"}, "dynamic loader"},
+		{[]string{"GCONV_PATH=/tmp"}, "dynamic loader"},
+		{[]string{"GLIBC_TUNABLES=x"}, "dynamic loader"},
+		{[]string{"HOTSWAP_HANDOFF_SOCKET=/tmp/x.sock"}, "set by hotswap"},
+		{[]string{"LISTEN_FDS=3"}, "set by hotswap"},
+		{[]string{"NOTIFY_SOCKET=/tmp/n.sock"}, "set by hotswap"},
+		{[]string{"A=1", "A=2"}, "given twice"},
+	} {
+		err := v.Verify(context.Background(), Release{Path: good, Env: tc.env})
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%v: rejected: %v", tc.env, err)
+			}
+			continue
+		}
+		var re *RejectError
+		if !errors.As(err, &re) || re.Check != "env" || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: want an env rejection with %q, got %v", tc.env, tc.want, err)
+		}
+	}
+	// The command line's own environment is the operator's.
+	if err := v.Verify(context.Background(), Release{Path: good, Source: "command line", Env: []string{"LD_LIBRARY_PATH=/opt/lib"}}); err != nil {
+		t.Errorf("trusted release with LD_LIBRARY_PATH: %v", err)
+	}
+}
+
+// TestVerifyPinnedInode: once a binary is open, replacing the file at its
+// path (mv over it, as a publisher or an attacker would) changes neither
+// what the sha256 check reads nor what the preflight runs.
+func TestVerifyPinnedInode(t *testing.T) {
+	reaper := reaper(t)
+	root := t.TempDir()
+	find := func(name string) string {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			t.Fatalf("need %s: %v", name, err)
+		}
+		real, _ := filepath.EvalSymlinks(p)
+		return real
+	}
+	path, trueSum := copyBin(t, find("true"), root, "server", 0o755)
+	impostor, _ := copyBin(t, find("false"), root, ".impostor", 0o755)
+	v, err := NewVerifier(VerifyOptions{Root: root, Preflight: []string{"--preflight"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.SetStarter(reaper)
+	b, err := OpenBinary(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := os.Rename(impostor, path); err != nil {
+		t.Fatal(err)
+	}
+	// By path, the release is now `false`: its pin and its preflight fail.
+	if err := v.Verify(context.Background(), Release{Path: path, SHA256: trueSum}); err == nil {
+		t.Fatal("the impostor at the path passed verification")
+	}
+	// The open binary is still `true`.
+	if err := v.VerifyBinary(context.Background(), Release{Path: path, SHA256: trueSum}, b); err != nil {
+		t.Fatalf("the pinned binary was not what was checked and run: %v", err)
+	}
+}
+
+// TestGenerationEnv: a release's env wins over hotswap's environment, each
+// name once; hotswap's own variables never come from its environment.
+func TestGenerationEnv(t *testing.T) {
+	base := []string{"PATH=/bin", "LOG=info", "NOTIFY_SOCKET=/run/systemd/notify", "LISTEN_FDS=2", "HOTSWAP_HANDOFF_SOCKET=/x", "HOME=/root", "LOG=dup"}
+	got := GenerationEnv(base, Release{Env: []string{"LOG=debug", "NEW=1"}})
+	want := []string{"PATH=/bin", "LOG=debug", "HOME=/root", "NEW=1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("GenerationEnv = %q, want %q", got, want)
+	}
+	pre := PreflightEnv(base, Release{Version: "v2"})
+	for _, kv := range pre {
+		if strings.HasPrefix(kv, "NOTIFY_SOCKET=") || strings.HasPrefix(kv, "LISTEN_") || strings.HasPrefix(kv, "HOTSWAP_HANDOFF") {
+			t.Fatalf("preflight environment leaks %s: %q", kv, pre)
+		}
+	}
+	if !slices.Contains(pre, "HOTSWAP_PREFLIGHT=1") || !slices.Contains(pre, "HOTSWAP_VERSION=v2") {
+		t.Fatalf("preflight environment %q lacks HOTSWAP_PREFLIGHT and HOTSWAP_VERSION", pre)
 	}
 }
