@@ -14,7 +14,7 @@ import (
 // code read to load code or data from a path: glibc's secure-execution list
 // (sysdeps/generic/unsecvars.h: UNSECURE_ENVVARS and GLIBC_TUNABLES) and
 // musl's (LD_PRELOAD, LD_LIBRARY_PATH, MUSL_LOCPATH; musl ignores them for
-// setuid programs). Every LD_* name is refused besides (see envRefusal).
+// setuid programs). Every LD_* name is refused besides (see EnvRefusal).
 var loaderEnv = []string{
 	"GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES", "HOSTALIASES",
 	"LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE", "NIS_PATH", "NLSPATH",
@@ -36,8 +36,9 @@ func IsHotswapEnv(name string) bool {
 	return slices.Contains(hotswapEnv, name) || strings.HasPrefix(name, "LISTEN_") || strings.HasPrefix(name, "HOTSWAP_")
 }
 
-// envRefusal says why a release may not set name, or "" if it may.
-func envRefusal(name string) string {
+// EnvRefusal says why a release may not set the variable name (hotswap's
+// own, or read by the dynamic loader or the C library), or "" if it may.
+func EnvRefusal(name string) string {
 	switch {
 	case IsHotswapEnv(name):
 		return "set by hotswap for each generation (NOTIFY_SOCKET, LISTEN_*, HOTSWAP_*); remove it"
@@ -48,7 +49,7 @@ func envRefusal(name string) string {
 }
 
 // CheckReleaseEnv refuses an environment a release may not set (see
-// envRefusal) or that names a variable twice; entries are "NAME=value".
+// EnvRefusal) or that names a variable twice; entries are "NAME=value".
 // Sources check manifests with it, and the verifier checks every release
 // that is not the command line's.
 func CheckReleaseEnv(env []string) error {
@@ -58,7 +59,7 @@ func CheckReleaseEnv(env []string) error {
 		if !ok || name == "" {
 			return fmt.Errorf("env %q: want NAME=value", clipName(kv))
 		}
-		if why := envRefusal(name); why != "" {
+		if why := EnvRefusal(name); why != "" {
 			return fmt.Errorf("env %s: %s", clipName(name), why)
 		}
 		if seen[name] {

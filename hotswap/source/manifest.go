@@ -30,7 +30,7 @@ var ErrManifest = errors.New("invalid release manifest")
 //	binary: /releases/v1.5/server      # required: absolute, or relative to --release-root
 //	sha256: 3f1c…                      # optional: 64 hex digits pinning the content
 //	args: [--port, "8080"]             # optional: replaces the command line's arguments
-//	env: {LOG_LEVEL: debug}            # optional: added to the environment
+//	env: {LOG_LEVEL: debug}            # optional: set in the environment (wins over the pod's)
 //	preflight: [--version]             # optional: run as `binary --version` before the swap
 type Manifest struct {
 	Version string
@@ -38,15 +38,13 @@ type Manifest struct {
 	SHA256  string
 	// Args is nil when the manifest has no args: the command line's are kept.
 	Args []string
-	// Env is sorted "K=V".
+	// Env is sorted "K=V", one entry per name. It wins over a variable of
+	// the same name in hotswap's environment (see hotswap.GenerationEnv).
 	Env       []string
 	Preflight []string
 }
 
 var manifestFields = []string{"version", "binary", "sha256", "args", "env", "preflight"}
-
-// reservedEnv are set by hotswap for each generation; a manifest may not.
-var reservedEnv = []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "HOTSWAP_GENERATION", "HOTSWAP_VERSION"}
 
 var sha256Re = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 
@@ -237,8 +235,8 @@ func envMap(n *yaml.Node) ([]string, error) {
 		if name == "" || strings.ContainsAny(name, "=\x00") || strings.IndexFunc(name, unicode.IsSpace) >= 0 {
 			return nil, manifestErr(k, field, "not a valid variable name")
 		}
-		if slices.Contains(reservedEnv, name) {
-			return nil, manifestErr(k, field, "set by hotswap for each generation; remove it")
+		if why := hotswap.EnvRefusal(name); why != "" {
+			return nil, manifestErr(k, field, "%s", why)
 		}
 		if seen[name] {
 			return nil, manifestErr(k, field, "given twice")

@@ -70,6 +70,16 @@ func TestParseManifestRefuses(t *testing.T) {
 		{"args null item", "version: v1\nbinary: /b\nargs: [a, null]\n", "args[1]: must be a string"},
 		{"env list", "version: v1\nbinary: /b\nenv: [A=1]\n", "env: must be a mapping"},
 		{"env reserved", "version: v1\nbinary: /b\nenv: {LISTEN_FDS: \"3\"}\n", "env.LISTEN_FDS: set by hotswap"},
+		// Issue 13 item 3: a manifest's env must not load code from outside
+		// --release-root nor point a generation at another socket.
+		{"env LD_PRELOAD", "version: v1\nbinary: /b\nenv: {LD_PRELOAD: /tmp/evil.so}\n", "line 3: env.LD_PRELOAD: read by the dynamic loader"},
+		{"env any LD_", "version: v1\nbinary: /b\nenv: {LD_FUTURE_KNOB: x}\n", "env.LD_FUTURE_KNOB: read by the dynamic loader"},
+		{"env GCONV_PATH", "version: v1\nbinary: /b\nenv: {GCONV_PATH: /tmp}\n", "env.GCONV_PATH: read by the dynamic loader"},
+		{"env GLIBC_TUNABLES", "version: v1\nbinary: /b\nenv: {GLIBC_TUNABLES: x}\n", "env.GLIBC_TUNABLES: read by"},
+		{"env handoff socket", "version: v1\nbinary: /b\nenv: {HOTSWAP_HANDOFF_SOCKET: /tmp/h.sock}\n", "env.HOTSWAP_HANDOFF_SOCKET: set by hotswap"},
+		{"env any HOTSWAP_", "version: v1\nbinary: /b\nenv: {HOTSWAP_ANYTHING: x}\n", "env.HOTSWAP_ANYTHING: set by hotswap"},
+		{"env NOTIFY_SOCKET", "version: v1\nbinary: /b\nenv: {NOTIFY_SOCKET: /run/n}\n", "env.NOTIFY_SOCKET: set by hotswap"},
+		{"env any LISTEN_", "version: v1\nbinary: /b\nenv: {LISTEN_PIDFDID: \"1\"}\n", "env.LISTEN_PIDFDID: set by hotswap"},
 		{"env bad name", "version: v1\nbinary: /b\nenv: {\"A=B\": x}\n", "not a valid variable name"},
 		{"env value map", "version: v1\nbinary: /b\nenv: {A: {b: c}}\n", "env.A: must be a string"},
 		{"alias", "v: &x v1\nversion: *x\nbinary: /b\n", "anchors and aliases"},
