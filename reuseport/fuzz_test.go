@@ -1,0 +1,159 @@
+package reuseport
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Any process of the pod's user can write to a notify or handoff socket:
+// their parsers must survive every input, and never leak or keep a
+// descriptor they were sent. Run longer with
+//
+//	go test -run XXX -fuzz FuzzParseNotify -fuzztime 60s ./reuseport/
+
+// fdOpen reports whether fd is an open descriptor of this process.
+func fdOpen(fd int) bool {
+	_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+	return err == nil
+}
+
+// hasRights reports whether raw control data carries SCM_RIGHTS: the parser
+// would close the descriptor numbers in it, which in a fuzzer could be the
+// test's own stdout. Those inputs are built from real descriptors instead.
+func hasRights(oob []byte) bool {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_RIGHTS {
+			return true
+		}
+	}
+	return false
+}
+
+func FuzzParseNotify(f *testing.F) {
+	cred := func(pid, uid int32) []byte {
+		return unix.UnixCredentials(&unix.Ucred{Pid: pid, Uid: uint32(uid), Gid: 0})
+	}
+	f.Add([]byte("READY=1\nSTATUS=serving"), cred(42, 0), uint8(0))
+	f.Add([]byte("READY=1"), []byte{}, uint8(0))
+	f.Add([]byte("=x\n\n==\nA"), cred(0, 0), uint8(1))
+	f.Add([]byte("FDSTORE=1"), cred(7, 1000), uint8(3))
+	f.Add([]byte(strings.Repeat("K=V\n", 1000)), cred(-1, -1), uint8(0))
+	f.Add([]byte{0xff, 0xfe, '=', 0}, []byte{1, 2, 3}, uint8(2))
+	f.Fuzz(func(t *testing.T, data, oob []byte, nfds uint8) {
+		if hasRights(oob) {
+			t.Skip()
+		}
+		// Real descriptors sent along, as FDSTORE=1 would: each must be
+		// closed by the parser, never kept.
+		var fds []int
+		for range nfds % 5 {
+			var p [2]int
+			if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+				t.Fatal(err)
+			}
+			unix.Close(p[1])
+			fds = append(fds, p[0])
+		}
+		if len(fds) > 0 {
+			// The kernel writes well-formed control data: add the rights
+			// only to fuzzed data that is, so the test never asks the
+			// parser to find descriptors in garbage.
+			if _, err := unix.ParseSocketControlMessage(oob); err != nil || len(oob)%unix.SizeofPtr != 0 {
+				for _, fd := range fds {
+					unix.Close(fd)
+				}
+				fds = nil
+			} else {
+				oob = append(unix.UnixRights(fds...), oob...)
+			}
+		}
+		msg, ok := parseNotify(data, oob)
+		for _, fd := range fds {
+			if fdOpen(fd) {
+				unix.Close(fd)
+				t.Fatalf("descriptor %d sent with the message was left open", fd)
+			}
+		}
+		if ok && msg.PID <= 0 {
+			t.Fatalf("accepted a message without a sender PID: %+v", msg)
+		}
+		for k, v := range msg.Fields {
+			if k == "" || strings.ContainsAny(k, "=\n") || strings.Contains(v, "\n") {
+				t.Fatalf("bad field %q=%q from %q", k, v, data)
+			}
+		}
+	})
+}
+
+func FuzzHandoffMessage(f *testing.F) {
+	hub, err := newHandoffHub(filepath.Join(f.TempDir(), "h.sock"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(hub.close)
+	f.Add("CONN 1700000000000000000", uint8(1), false, 0)
+	f.Add("CONN x", uint8(1), false, 0)
+	f.Add("CONN 1", uint8(2), false, 0)
+	f.Add("CONN 1", uint8(1), true, unix.MSG_CTRUNC)
+	f.Add("TARGET /tmp/next.sock", uint8(0), false, 0)
+	f.Add("TARGET relative", uint8(1), false, 0)
+	f.Add("TARGET ", uint8(0), false, 0)
+	f.Add("MOVED /x", uint8(0), false, 0)
+	f.Add("", uint8(0), false, 0)
+	f.Add("CONN -9223372036854775808", uint8(1), true, 0)
+	f.Fuzz(func(t *testing.T, msg string, nfds uint8, sockets bool, flags int) {
+		// Start each input from a hub with no target, as a fresh
+		// generation is; a TARGET input sets one for the CONN that follows
+		// in the same input only.
+		hub.mu.Lock()
+		hub.target = ""
+		hub.mu.Unlock()
+		var fds []int
+		for range nfds % 4 {
+			if sockets {
+				p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				unix.Close(p[1])
+				fds = append(fds, p[0])
+				continue
+			}
+			var p [2]int
+			if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+				t.Fatal(err)
+			}
+			unix.Close(p[1])
+			fds = append(fds, p[0])
+		}
+		sent := append([]int(nil), fds...)
+		if len(msg) > 1024 {
+			msg = msg[:1024] // two messages of at most the receiver's 512 bytes
+		}
+		for _, m := range strings.SplitN(msg, "\x00", 2) {
+			reply, commit := hub.handle(m, fds, flags)
+			if commit != nil {
+				commit(false) // the reply was not delivered: the receiver must let go
+			}
+			fds = nil // the first message owns them
+			switch {
+			case reply == "OK", strings.HasPrefix(reply, "NO "), strings.HasPrefix(reply, "MOVED /"):
+			default:
+				t.Fatalf("reply %q to %q is not OK, NO or MOVED", reply, m)
+			}
+		}
+		for _, fd := range sent {
+			if fdOpen(fd) {
+				unix.Close(fd)
+				t.Fatalf("descriptor %d sent with %q was left open", fd, msg)
+			}
+		}
+	})
+}
