@@ -24,10 +24,16 @@ type Release struct {
 	Preflight []string `json:"preflight,omitempty"`
 	// Source names where the release came from ("command line", "watch:/releases/current").
 	Source string `json:"source,omitempty"`
+
+	// bin is Path opened once by the engine before verification: what the
+	// verifier checks and every generation of the release executes (see
+	// Binary). nil until the engine opens it; never compared or shown.
+	bin *Binary
 }
 
 // Same reports whether r and o describe the same release: sources fire a swap
-// only for a release that differs from the serving one.
+// only for a release that differs from the serving one. The open binary
+// does not count: a release offered again is the same release.
 func (r Release) Same(o Release) bool {
 	return r.Version == o.Version && r.Path == o.Path && r.SHA256 == o.SHA256 &&
 		slices.Equal(r.Args, o.Args) && slices.Equal(r.Env, o.Env)

@@ -120,11 +120,15 @@ func NewVerifier(opts VerifyOptions) (*Verifier, error) {
 // see Engine.Reaper) used to run preflights.
 func (v *Verifier) SetStarter(s ProcessStarter) { v.starter = s }
 
-// Verify opens r's binary, runs every check on it and closes it; it returns
-// nil or an error wrapping ErrRejected (a *RejectError) that says why. It is
-// a VerifyFunc. To start what was verified, open the binary once with
-// OpenBinary and use VerifyBinary.
+// Verify runs every check on r's binary and returns nil or an error
+// wrapping ErrRejected (a *RejectError) that says why. It is a VerifyFunc:
+// the engine hands it releases whose binary it has opened, and Verify checks
+// that open file (VerifyBinary), the one the generation will execute. A
+// release the engine did not open is opened here, checked and closed.
 func (v *Verifier) Verify(ctx context.Context, r Release) error {
+	if r.bin != nil {
+		return v.VerifyBinary(ctx, r, r.bin)
+	}
 	b, err := OpenBinary(r.Path)
 	if err != nil {
 		return err
