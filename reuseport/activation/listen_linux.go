@@ -78,8 +78,9 @@ func controlReusePort(network, address string, c syscall.RawConn) error {
 
 // RemoveStaleSocket removes path if it is a unix socket nobody listens on
 // (left by an earlier run), so a new listener can bind it. It refuses a
-// socket that a live server still answers on, and any file that is not a
-// socket.
+// socket that a live server still answers on — stream, seqpacket or
+// datagram: two supervisors sharing a directory must never take each
+// other's sockets — and any file that is not a socket.
 func RemoveStaleSocket(path string) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -91,16 +92,24 @@ func RemoveStaleSocket(path string) error {
 	if fi.Mode().Type() != fs.ModeSocket {
 		return fmt.Errorf("%s exists and is not a socket; refusing to replace it (remove it or choose another path)", path)
 	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		c.Close()
-		return fmt.Errorf("%s is in use by a running server", path)
+	// A connect of the wrong socket type fails with EPROTOTYPE whether or
+	// not anyone listens: try each type until one says refused or answers.
+	for _, network := range []string{"unix", "unixpacket", "unixgram"} {
+		c, err := net.DialTimeout(network, path, time.Second)
+		if err == nil {
+			c.Close()
+			return fmt.Errorf("%s is in use by a running server", path)
+		}
+		if errors.Is(err, syscall.EPROTOTYPE) {
+			continue
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("check whether %s is stale: %w", path, err)
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove stale socket: %w", err)
+		}
+		return nil
 	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("check whether %s is stale: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove stale socket: %w", err)
-	}
-	return nil
+	return fmt.Errorf("check whether %s is stale: no socket type answers", path)
 }

@@ -33,7 +33,8 @@ type NotifyMessage struct {
 }
 
 // NewNotifySocket creates the socket at path (an absolute file path, or
-// "@name" for an abstract socket); a stale file at path is replaced. The file
+// "@name" for an abstract socket); a stale socket file at path is replaced,
+// a live one (another supervisor's) never. The file
 // gets mode 0666 like systemd's notify socket: who may speak is decided from
 // the sender's credentials, not from file permissions.
 func NewNotifySocket(path string) (*NotifySocket, error) {
@@ -42,13 +43,8 @@ func NewNotifySocket(path string) (*NotifySocket, error) {
 	}
 	abstract := strings.HasPrefix(path, "@")
 	if !abstract {
-		if fi, err := os.Lstat(path); err == nil {
-			if fi.Mode().Type() != os.ModeSocket {
-				return nil, fmt.Errorf("reuseport: notify socket %s: exists and is not a socket; refusing to replace it", path)
-			}
-			if err := os.Remove(path); err != nil {
-				return nil, fmt.Errorf("reuseport: notify socket %s: remove stale socket: %w", path, err)
-			}
+		if err := RemoveStaleSocket(path); err != nil {
+			return nil, fmt.Errorf("reuseport: notify socket: %w", err)
 		}
 	}
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})

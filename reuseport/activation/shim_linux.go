@@ -7,6 +7,13 @@ import "github.com/hotswap-dev/hotswap/reuseport/internal/execshim"
 // place, the shim itself (reuseport/internal/execshim).
 const ShimArg0 = execshim.Arg0
 
+// ShimExecFDEnv, set to N in the shim's environment with an open executable
+// at descriptor N, makes the shim execute that open file instead of looking
+// target up by path (argv[0] stays target); the descriptor is closed on exec
+// and the variable removed. hotswap uses it to run exactly the file it
+// verified (docs/security.md).
+const ShimExecFDEnv = execshim.ExecFDEnv
+
 // ShimCommand returns the path and argv that start target with args through
 // the exec shim: the supervisor starts path with argv (os.StartProcess, with
 // LISTEN_FDS, LISTEN_FDNAMES and the files from [ExportFiles] at fds 3..);

@@ -58,6 +58,9 @@ func SetTarget(ctx context.Context, socket, target string) error {
 		return fmt.Errorf("reuseport: handoff target for %s: %w", socket, err)
 	}
 	defer c.Close()
+	if err := checkPeer(c.(*net.UnixConn)); err != nil {
+		return fmt.Errorf("reuseport: handoff target for %s: %w", socket, err)
+	}
 	dl, _ := ctx.Deadline()
 	_ = c.SetDeadline(dl)
 	if _, err := c.Write([]byte("TARGET " + target)); err != nil {
@@ -118,16 +121,14 @@ func FromEnv() *Hub {
 }
 
 // Open listens for handoff messages on the unix socket at path (absolute,
-// at most 107 bytes; a stale socket file is replaced; mode 0600).
+// at most 107 bytes; a stale socket file is replaced, a live one never;
+// mode 0600).
 func Open(path string) (*Hub, error) {
 	if !strings.HasPrefix(path, "/") || len(path) > 107 {
 		return nil, fmt.Errorf("handoff socket %q: want an absolute path of at most 107 bytes", path)
 	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode().Type() != os.ModeSocket {
-			return nil, fmt.Errorf("handoff socket %s: exists and is not a socket", path)
-		}
-		_ = os.Remove(path)
+	if err := activation.RemoveStaleSocket(path); err != nil {
+		return nil, fmt.Errorf("handoff socket: %w", err)
 	}
 	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
 	if err != nil {
@@ -275,19 +276,32 @@ func (h *Hub) acceptLoop() {
 
 // peerTrusted accepts peers of our own user or root (the socket is 0600 in
 // a 0700 directory already; this also holds for an abstract or moved path).
-func peerTrusted(c *net.UnixConn) bool {
+func peerTrusted(c *net.UnixConn) bool { return checkPeer(c) == nil }
+
+// checkPeer refuses the other end of c unless it runs as our own user or
+// root, as the kernel recorded it (SO_PEERCRED: the listener's credentials
+// for a connection we dialed, the dialer's for one we accepted). Both ends
+// of a handoff check: a receiver never serves a stranger's descriptor, and
+// a sender never gives a client's connection to a stranger's socket.
+func checkPeer(c *net.UnixConn) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return false
+		return err
 	}
 	var cred *unix.Ucred
 	var cerr error
 	if err := rc.Control(func(fd uintptr) {
 		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil || cerr != nil {
-		return false
+	}); err != nil {
+		return err
 	}
-	return cred.Uid == 0 || int(cred.Uid) == os.Getuid()
+	if cerr != nil {
+		return fmt.Errorf("SO_PEERCRED: %w", cerr)
+	}
+	if cred.Uid != 0 && int(cred.Uid) != os.Getuid() {
+		return fmt.Errorf("the socket's listener runs as uid %d (pid %d), not as uid %d: refusing to talk to it", cred.Uid, cred.Pid, os.Getuid())
+	}
+	return nil
 }
 
 func (h *Hub) serveConn(c *net.UnixConn) {
@@ -555,6 +569,13 @@ func (snd *handoffSender) send(fd int, idleSince time.Time) (sendResult, string)
 		c, err := d.Dial("unixpacket", snd.path)
 		if err != nil {
 			snd.dead = true // the target is gone: its drain, or its death
+			return sendFailed, ""
+		}
+		// A client's connection goes only to a generation of our own user:
+		// whoever else bound the path gets nothing, not even a message.
+		if checkPeer(c.(*net.UnixConn)) != nil {
+			c.Close()
+			snd.dead = true
 			return sendFailed, ""
 		}
 		snd.conn = c.(*net.UnixConn)
