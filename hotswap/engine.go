@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
 	"github.com/hotswap-dev/hotswap/reuseport/activation"
-	"github.com/hotswap-dev/hotswap/reuseport/handoff"
 )
 
 // ErrShuttingDown is the reason of swaps refused or canceled by shutdown.
@@ -41,6 +38,7 @@ type Engine struct {
 	listeners []activation.NamedListener
 	runDir    string
 	baseEnv   []string
+	token     string // in socket names: this hotswap's, not another's (pin.go)
 
 	events chan any // the inbox: requests, process events, timers
 	done   chan struct{}
@@ -64,6 +62,7 @@ type Engine struct {
 	exitCode   int
 	backoff    time.Duration
 	restartAt  Timer
+	bins       map[*Binary]bool // open release binaries to close (pin.go)
 
 	// Shutdown (pid1.go), owned by the Run goroutine as well.
 	stopping bool
@@ -137,14 +136,16 @@ func NewWithRuntime(cfg Config, rt Runtime) (*Engine, error) {
 		env = os.Environ()
 	}
 	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "HOTSWAP_GENERATION", "HOTSWAP_VERSION", handoff.SocketEnv:
+		if k, _, _ := strings.Cut(kv, "="); IsHotswapEnv(k) {
 			continue // ours to set per generation; never leak a stale one
 		}
 		e.baseEnv = append(e.baseEnv, kv)
 	}
-	dir, err := runtimeDir(cfg.RuntimeDir)
+	e.token = instanceToken()
+	if err := checkRuntimeDirFlag(cfg.RuntimeDir); err != nil {
+		return nil, err
+	}
+	dir, err := pickRuntimeDir(cfg.RuntimeDir)
 	if err != nil {
 		if e.needsRuntimeDir() {
 			return nil, err
@@ -260,6 +261,7 @@ func (e *Engine) Run(ctx context.Context) int {
 func (e *Engine) run(ctx context.Context, sigs <-chan os.Signal) int {
 	defer close(e.done)
 	defer e.closeListeners()
+	defer e.closeBinaries()
 	if e.cfg.Mode == ModeReuseport {
 		e.checkMigrateReq()
 	}
@@ -289,6 +291,7 @@ func (e *Engine) run(ctx context.Context, sigs <-chan os.Signal) int {
 			}
 		case ev := <-e.events:
 			e.handle(ev)
+			e.sweepBinaries()
 		}
 	}
 }
@@ -443,30 +446,4 @@ func (e *Engine) snapshot() Status {
 	out := *s
 	out.Generations = append([]GenerationStatus(nil), s.Generations...)
 	return out
-}
-
-// runtimeDir picks the directory for sockets: the configured one, else
-// /run/hotswap, else a per-user directory under $TMPDIR, so hotswap works as
-// non-root and on a read-only root filesystem with any writable mount.
-func runtimeDir(want string) (string, error) {
-	cands := []string{want}
-	if want == "" {
-		cands = []string{"/run/hotswap", filepath.Join(os.TempDir(), fmt.Sprintf("hotswap-%d", os.Getuid()))}
-	}
-	var errs []error
-	for _, d := range cands {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		probe := filepath.Join(d, fmt.Sprintf(".probe-%d", os.Getpid()))
-		l, err := net.Listen("unix", probe)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s not writable: %w", d, err))
-			continue
-		}
-		l.Close()
-		return d, nil
-	}
-	return "", fmt.Errorf("no writable runtime directory for the control socket (tried %s): %w; mount an emptyDir at /run/hotswap or set --runtime-dir", strings.Join(cands, ", "), errors.Join(errs...))
 }

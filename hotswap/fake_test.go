@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
 
 // fakeRuntime is the engine's Runtime for unit tests: processes are
@@ -83,6 +84,9 @@ type fakeProc struct {
 	status     entrypoint.ExitStatus
 	ignoreKill bool // a process in uninterruptible sleep
 }
+
+// OpenBinary opens nothing: fake releases have no file, and start by path.
+func (f *fakeRuntime) OpenBinary(string) (*Binary, error) { return nil, nil }
 
 func (p *fakeProc) PID() int           { return p.pid }
 func (p *fakeProc) Started() time.Time { return p.started }
@@ -603,8 +607,11 @@ func sortedSignals(s []syscall.Signal) []syscall.Signal {
 	return s
 }
 
-// TestMain makes an illegal generation state move fatal in every test.
+// TestMain makes an illegal generation state move fatal in every test. The
+// test binary is also the exec shim (Config.Self is /proc/self/exe): the
+// real-runtime tests start their pinned binaries through it.
 func TestMain(m *testing.M) {
+	activation.RunShimIfRequested()
 	illegalMove = func(_ *Engine, g *generation, to GenState) {
 		panic(fmt.Sprintf("illegal generation state move: generation %d %s → %s", g.id, g.state, to))
 	}

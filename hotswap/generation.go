@@ -122,12 +122,11 @@ func (e *Engine) startGeneration(rel Release, first bool) (*generation, error) {
 // passed; call it once Start returned.
 func (e *Engine) execSpec(g *generation, first bool) (spec entrypoint.Spec, cleanup func(), err error) {
 	rel := g.release
-	env := append([]string(nil), e.baseEnv...)
-	env = append(env, rel.Env...)
+	env := GenerationEnv(e.baseEnv, rel)
 	env = append(env, "HOTSWAP_GENERATION="+strconv.Itoa(g.id), "HOTSWAP_VERSION="+rel.Version)
 	env = append(env, e.handoffEnv(g)...)
 	if e.cfg.Ready.Kind == ReadyNotify {
-		path := filepath.Join(e.runDir, fmt.Sprintf("notify-%d-%d.sock", os.Getpid(), g.id))
+		path := filepath.Join(e.runDir, fmt.Sprintf("notify-%s-%d.sock", e.token, g.id))
 		ns, err := activation.NewNotifySocket(path)
 		if err != nil {
 			return spec, nil, fmt.Errorf("generation %d: notify socket: %w", g.id, err)
@@ -150,6 +149,9 @@ func (e *Engine) execSpec(g *generation, first bool) (spec entrypoint.Spec, clea
 		// LISTEN_PID must be the child's own PID, which only the child knows:
 		// a re-exec of hotswap sets it and execs the target in place.
 		path, argv = activation.ShimCommand(e.cfg.Self, rel.Path, rel.Args)
+	}
+	if p, a, f, en, ok := e.pinnedExec(rel, files, env); ok {
+		path, argv, files, env = p, a, f, en
 	}
 	cleanup = func() {
 		for _, f := range exported {

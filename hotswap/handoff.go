@@ -15,7 +15,8 @@ import (
 // connection itself: the sockets go from generation to generation
 // (reuseport's handoff, docs/handoff.md).
 //
-//  1. Each generation gets HOTSWAP_HANDOFF_SOCKET=RUNTIME_DIR/handoff-PID-N.sock;
+//  1. Each generation gets HOTSWAP_HANDOFF_SOCKET=RUNTIME_DIR/handoff-TOKEN-N.sock
+//     (TOKEN: random, per hotswap, so two sharing a directory never collide);
 //     a server using reuseport.Serve listens there before it reports ready.
 //  2. When generation N+1 is ready, and before any stop signal, every other
 //     live generation (the one about to drain, and any still draining from
@@ -33,7 +34,7 @@ func (e *Engine) handoffEnv(g *generation) []string {
 	if !e.cfg.HandoffKeepAlive {
 		return nil
 	}
-	g.handoff = filepath.Join(e.runDir, fmt.Sprintf("handoff-%d-%d.sock", os.Getpid(), g.id))
+	g.handoff = filepath.Join(e.runDir, fmt.Sprintf("handoff-%s-%d.sock", e.token, g.id))
 	return []string{handoff.SocketEnv + "=" + g.handoff}
 }
 

@@ -26,6 +26,7 @@ const killWait = 2 * time.Second
 // startFirst starts the command line's release. ok is false when it could
 // not even start; code is then what a shell would exit with (127, 126).
 func (e *Engine) startFirst() (code int, ok bool) {
+	e.pinFirst()
 	g, err := e.startGeneration(e.current, true)
 	if err != nil {
 		e.log.Error("cannot start the command", "err", err)

@@ -23,8 +23,8 @@ import (
 // first user to create hotswap-UID there would own hotswap's sockets. It is
 // used only when it is hotswap's own (see privateDir), else refused.
 func pickRuntimeDir(want string) (string, error) {
-	if want != "" && !filepath.IsAbs(want) {
-		return "", fmt.Errorf("--runtime-dir %q: must be an absolute path (the notify socket in it becomes the server's NOTIFY_SOCKET, which must be absolute), e.g. /run/hotswap", want)
+	if err := checkRuntimeDirFlag(want); err != nil {
+		return "", err
 	}
 	type cand struct {
 		dir     string
@@ -61,6 +61,15 @@ func pickRuntimeDir(want string) (string, error) {
 		return c.dir, nil
 	}
 	return "", fmt.Errorf("no usable runtime directory for the control socket (tried %s): %w; mount an emptyDir at /run/hotswap or set --runtime-dir", strings.Join(tried, ", "), errors.Join(errs...))
+}
+
+// checkRuntimeDirFlag refuses a relative --runtime-dir: a start-up error
+// even when only the control socket would live there.
+func checkRuntimeDirFlag(dir string) error {
+	if dir != "" && !filepath.IsAbs(dir) {
+		return fmt.Errorf("--runtime-dir %q: must be an absolute path (the notify socket in it becomes the server's NOTIFY_SOCKET, which must be absolute), e.g. /run/hotswap", dir)
+	}
+	return nil
 }
 
 // privateDir creates dir with mode 0700, or accepts an existing one only if

@@ -30,6 +30,10 @@ type Runtime interface {
 	// Background runs slow work (resolving and verifying a release) off
 	// Run's goroutine.
 	Background(f func())
+	// OpenBinary opens a release's executable once, for its verification
+	// and every start of it (see Binary and pin.go). A nil Binary without
+	// an error means: start it by path.
+	OpenBinary(path string) (*Binary, error)
 
 	// Now is the engine's clock; AfterFunc arms a timer on it.
 	Now() time.Time
@@ -99,6 +103,7 @@ func (r *osRuntime) Start(spec entrypoint.Spec, exited func()) (Proc, error) {
 }
 
 func (r *osRuntime) Background(f func())                         { go f() }
+func (r *osRuntime) OpenBinary(path string) (*Binary, error)     { return OpenBinary(path) }
 func (r *osRuntime) Now() time.Time                              { return time.Now() }
 func (r *osRuntime) AfterFunc(d time.Duration, f func()) Timer   { return time.AfterFunc(d, f) }
 func (r *osRuntime) ProcessGroup(pid int) int                    { return entrypoint.ProcessGroup(pid) }

@@ -111,10 +111,16 @@ func (e *Engine) maybeStartSwap() {
 	if run.release != nil {
 		rel = *run.release
 	}
+	// Open the path afresh, even for the serving release: a forced swap is
+	// how an operator picks up a file changed in place.
+	rel.bin = nil
 	e.publish(SwapStarted, fmt.Sprintf("swap %d (%s): starting %s", run.id, run.trigger, rel.String()), false)
 	verify := e.cfg.Verify
 	e.rt.Background(func() {
 		resolved, err := resolveRelease(rel)
+		if err == nil {
+			resolved.bin, err = e.rt.OpenBinary(resolved.Path)
+		}
 		if err == nil && verify != nil {
 			err = verify(context.Background(), resolved)
 		}
@@ -135,6 +141,7 @@ func resolveRelease(r Release) (Release, error) {
 }
 
 func (e *Engine) onVerified(ev verifiedEvent) {
+	e.keepBinary(ev.rel.bin) // closed by sweepBinaries unless it starts
 	run := ev.run
 	if e.swap != run {
 		return
