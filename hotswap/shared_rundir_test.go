@@ -1,0 +1,88 @@
+package hotswap
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hotswap-dev/hotswap/reuseport"
+)
+
+// notifyChildEnv makes the test binary a server that reports READY=1 on its
+// NOTIFY_SOCKET and runs until SIGTERM.
+const notifyChildEnv = "ENGINE_TEST_NOTIFY_CHILD"
+
+func init() {
+	if os.Getenv(notifyChildEnv) == "" || len(os.Args) == 0 || os.Args[0] == reuseport.ShimArg0 {
+		return
+	}
+	if err := reuseport.Notify("READY=1"); err != nil {
+		os.Exit(3)
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	<-sigs
+	os.Exit(0)
+}
+
+// TestSharedRuntimeDir (issue 13, item 6): two hotswaps sharing a runtime
+// directory (here two engines in one process: the same PID, the worst case
+// for names made of a PID) each get their own notify sockets: both first
+// generations become ready, and both swaps succeed.
+func TestSharedRuntimeDir(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var engines []*Engine
+	var codes []chan int
+	for _, v := range []string{"a", "b"} {
+		e, err := New(Config{
+			Release:      Release{Path: exe, Env: []string{notifyChildEnv + "=1"}, Version: v},
+			Ready:        ReadyCheck{Kind: ReadyNotify},
+			StartTimeout: 10 * time.Second,
+			RuntimeDir:   dir,
+			Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		}, reaper(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		code := make(chan int, 1)
+		go func() { code <- e.run(ctx, nil) }()
+		engines = append(engines, e)
+		codes = append(codes, code)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for _, e := range engines {
+		for e.Status().Phase != PhaseServing {
+			if time.Now().After(deadline) {
+				t.Fatalf("engine of %s: first generation never ready (its notify socket taken by the other?): %+v", e.current.Version, e.Status())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for _, e := range engines {
+		sctx, scancel := context.WithTimeout(ctx, 15*time.Second)
+		res, err := e.Swap(sctx, "test")
+		scancel()
+		if err != nil || res.Result != ResultSucceeded {
+			t.Fatalf("swap of %s: %+v %v", e.current.Version, res, err)
+		}
+	}
+	cancel()
+	for _, c := range codes {
+		select {
+		case <-c:
+		case <-time.After(10 * time.Second):
+			t.Fatal("engine did not stop")
+		}
+	}
+}
