@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -84,5 +85,56 @@ func TestSharedRuntimeDir(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("engine did not stop")
 		}
+	}
+}
+
+// TestPinnedBinariesClosed: the engine holds a release's open binary only
+// while the release may start again (current, previous, live generations);
+// twenty forced swaps leave at most two open, not twenty.
+func TestPinnedBinariesClosed(t *testing.T) {
+	sh, err := filepath.EvalSymlinks("/bin/sh")
+	if err != nil {
+		t.Skip("no /bin/sh")
+	}
+	open := func() int {
+		n := 0
+		ents, _ := os.ReadDir("/proc/self/fd")
+		for _, d := range ents {
+			if p, err := os.Readlink("/proc/self/fd/" + d.Name()); err == nil && p == sh {
+				n++
+			}
+		}
+		return n
+	}
+	before := open()
+	e, err := New(Config{
+		Release:    Release{Path: "/bin/sh", Args: []string{"-c", "exec sleep 60"}, Version: "v1"},
+		Ready:      ReadyCheck{Kind: ReadyDelay, Delay: time.Millisecond},
+		RuntimeDir: t.TempDir(),
+		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, reaper(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	code := make(chan int, 1)
+	go func() { code <- e.run(ctx, nil) }()
+	for i := 0; i < 20; i++ {
+		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+		res, err := e.Swap(sctx, "test")
+		scancel()
+		if err != nil || res.Result != ResultSucceeded {
+			t.Fatalf("swap %d: %+v %v", i, res, err)
+		}
+	}
+	if n := open() - before; n < 1 {
+		t.Errorf("no descriptor of %s open while it serves: the release is not pinned", sh)
+	} else if n > 2 {
+		t.Errorf("%d descriptors of %s open after 20 swaps; want at most 2 (current and previous)", n, sh)
+	}
+	cancel()
+	<-code
+	if n := open() - before; n != 0 {
+		t.Errorf("%d descriptors of %s still open after the engine stopped", n, sh)
 	}
 }

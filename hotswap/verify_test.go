@@ -527,3 +527,32 @@ func TestGenerationEnv(t *testing.T) {
 		t.Fatalf("preflight environment %q lacks HOTSWAP_PREFLIGHT and HOTSWAP_VERSION", pre)
 	}
 }
+
+// TestPreflightEnv (issue 13, items 9 and 14): the preflight gets the
+// environment its generation would get — never hotswap's own NOTIFY_SOCKET,
+// LISTEN_* or HOTSWAP_* — with the release's value winning over the pod's.
+func TestPreflightEnv(t *testing.T) {
+	root := t.TempDir()
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	sh, _ = filepath.EvalSymlinks(sh)
+	bin, _ := copyBin(t, sh, root, "server", 0o755)
+	v, err := NewVerifier(VerifyOptions{Root: root, Env: []string{
+		"PATH=/usr/bin:/bin", "LOG=pod", "NOTIFY_SOCKET=/run/systemd/notify", "LISTEN_FDS=1",
+		"HOTSWAP_HANDOFF_SOCKET=/run/hotswap/handoff-1.sock", "HOTSWAP_GENERATION=7",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.SetStarter(reaper(t))
+	script := `test -z "$NOTIFY_SOCKET$LISTEN_FDS$HOTSWAP_HANDOFF_SOCKET$HOTSWAP_GENERATION" || { echo "inherited: $NOTIFY_SOCKET $LISTEN_FDS $HOTSWAP_HANDOFF_SOCKET $HOTSWAP_GENERATION"; exit 1; }
+test "$LOG" = release || { echo "LOG=$LOG, want the release's"; exit 1; }
+test "$HOTSWAP_PREFLIGHT" = 1 || { echo "no HOTSWAP_PREFLIGHT"; exit 1; }
+test "$(env | grep -c '^LOG=')" = 1 || { echo "LOG given twice"; exit 1; }`
+	err = v.Verify(context.Background(), Release{Path: bin, Env: []string{"LOG=release"}, Preflight: []string{"-c", script}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
