@@ -90,7 +90,8 @@ func TestSharedRuntimeDir(t *testing.T) {
 
 // TestPinnedBinariesClosed: the engine holds a release's open binary only
 // while the release may start again (current, previous, live generations);
-// twenty forced swaps leave at most two open, not twenty.
+// twenty forced swaps leave at most two open once the old generations have
+// exited, not twenty.
 func TestPinnedBinariesClosed(t *testing.T) {
 	sh, err := filepath.EvalSymlinks("/bin/sh")
 	if err != nil {
@@ -126,6 +127,13 @@ func TestPinnedBinariesClosed(t *testing.T) {
 		if err != nil || res.Result != ResultSucceeded {
 			t.Fatalf("swap %d: %+v %v", i, res, err)
 		}
+	}
+	// Draining generations still hold theirs; wait until they are gone.
+	for deadline := time.Now().Add(10 * time.Second); len(e.Status().Generations) > 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("old generations never exited: %+v", e.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if n := open() - before; n < 1 {
 		t.Errorf("no descriptor of %s open while it serves: the release is not pinned", sh)
