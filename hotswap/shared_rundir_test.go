@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hotswap-dev/hotswap/reuseport"
+	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
 
 // notifyChildEnv makes the test binary a server that reports READY=1 on its
@@ -19,10 +19,10 @@ import (
 const notifyChildEnv = "ENGINE_TEST_NOTIFY_CHILD"
 
 func init() {
-	if os.Getenv(notifyChildEnv) == "" || len(os.Args) == 0 || os.Args[0] == reuseport.ShimArg0 {
+	if os.Getenv(notifyChildEnv) == "" || len(os.Args) == 0 || os.Args[0] == activation.ShimArg0 {
 		return
 	}
-	if err := reuseport.Notify("READY=1"); err != nil {
+	if err := activation.Notify("READY=1"); err != nil {
 		os.Exit(3)
 	}
 	sigs := make(chan os.Signal, 1)
