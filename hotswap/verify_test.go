@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hotswap-dev/hotswap/entrypoint"
 )
 
 // copyBin copies src into dir/name with mode and returns its path and sha256.
@@ -272,11 +274,31 @@ func loaderBin(t *testing.T, interp, runpath string) string {
 	if runpath != "" {
 		ld += " -r " + runpath
 	}
-	cmd := exec.Command("go", "build", "-buildmode=pie", "-ldflags="+ld, "-o", out, src)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GO111MODULE=off")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build a binary with interpreter %s: %v\n%s", interp, err, b)
+	// Through the package's one reaper: os/exec would race it for the
+	// exit status (it reaps every child of this process).
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("need go to build a test binary: %v", err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "build.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	proc, err := reaper(t).Start(entrypoint.Spec{
+		Path:  gobin,
+		Argv:  []string{"go", "build", "-buildmode=pie", "-ldflags=" + ld, "-o", out, src},
+		Env:   append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GO111MODULE=off"),
+		Dir:   dir,
+		Files: []*os.File{nil, logf, logf},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-proc.Done()
+	if st := proc.Status(); st.Code() != 0 {
+		b, _ := os.ReadFile(logf.Name())
+		t.Fatalf("build a binary with interpreter %s: %s\n%s", interp, st, b)
 	}
 	loaderBinMu.Lock()
 	loaderBins[key] = out
