@@ -57,7 +57,7 @@ func (o *runOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.rollbackWindow, "rollback-window", d.RollbackWindow, "a swapped-in generation that dies within this time rolls back to the previous release instead of following --on-exit")
 	f.IntVar(&o.maxGenerations, "max-generations", d.MaxGenerations, "bound on live generations (serving + draining + starting); further swaps wait")
 	f.StringVar(&o.releaseVersion, "release-version", "", "version label of the command-line release (HOTSWAP_VERSION of the first generation)")
-	f.StringVar(&o.runtimeDir, "runtime-dir", "", "directory for the control and notify sockets (default /run/hotswap, else $TMPDIR/hotswap-UID)")
+	f.StringVar(&o.runtimeDir, "runtime-dir", "", "absolute directory for the control and notify sockets (default /run/hotswap, else $TMPDIR/hotswap-UID if it is hotswap's own, mode 0700)")
 	f.StringVar(&o.controlSocket, "control-socket", "", "path of the control socket (default RUNTIME_DIR/control.sock)")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")

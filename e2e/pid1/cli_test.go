@@ -84,6 +84,9 @@ func TestBadInput(t *testing.T) {
 		{"bad log level", nil, []string{"--log-level", "loud", "--", "true"}, 2, []string{"log-level", "loud"}},
 		{"bad log format", nil, []string{"--log-format", "xml", "--", "true"}, 2, []string{"log-format", "xml"}},
 		{"swap signal is TERM", nil, []string{"--swap-signal", "TERM", "--", "true"}, 2, []string{"swap-signal", "TERM"}},
+		// Issue 13, item 12: a relative NOTIFY_SOCKET would leave the first
+		// generation waiting forever; refused at start-up instead.
+		{"relative runtime dir", nil, []string{"--runtime-dir", "relrun", "--", "true"}, 2, []string{"--runtime-dir", "must be an absolute path"}},
 		{"bad env value", []string{"HOTSWAP_GRACE=soon"}, []string{"--", "true"}, 2, []string{"HOTSWAP_GRACE", "soon"}},
 		{"bad env signal", []string{"HOTSWAP_STOP_SIGNAL=NOPE"}, []string{"--", "true"}, 2, []string{"environment variable HOTSWAP_STOP_SIGNAL", "NOPE"}},
 		{"config missing", nil, []string{"--config", filepath.Join(dir, "none.yaml"), "--", "true"}, 2, []string{"none.yaml", "no such file"}},
