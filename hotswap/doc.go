@@ -5,6 +5,12 @@
 // wait until ready → stop generation N (drain) → report. If N+1 exits or is
 // not ready in time, its process group is killed and N keeps serving.
 //
+// What is verified is what runs: a release's binary is opened once, before
+// its verification, and every generation of it (restarts and rollbacks
+// too) executes that open file through the exec shim, never its path again
+// (binary.go, pin.go, docs/security.md). The engine must never start a
+// release's binary by path when it holds the open file.
+//
 // The engine starts every process through the entrypoint package's reaper
 // (never exec.Cmd.Wait) and gets listeners and readiness from
 // reuseport/activation. Every side effect (processes, signals to
