@@ -91,7 +91,8 @@ func takeExecFD(env []string) (fd int, rest []string, ok bool) {
 // close-on-exec first, so the program never inherits it: the kernel keeps
 // its own reference to the file it runs. execveat(fd, "", AT_EMPTY_PATH)
 // also names the process after the file (its comm, what ps and pkill see);
-// kernels without execveat (before 3.19) get execve of /proc/self/fd/N.
+// kernels (or seccomp profiles) without execveat get execve of
+// /proc/self/fd/N.
 // A #! script cannot run this way (its interpreter would open the closed
 // /dev/fd/N): hotswap runs scripts by path.
 func ExecFD(fd int, argv, env []string) error {
@@ -112,7 +113,9 @@ func ExecFD(fd int, argv, env []string) error {
 	}
 	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(fd), uintptr(unsafe.Pointer(empty)),
 		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
-	if errno != unix.ENOSYS {
+	// ENOSYS: a kernel before 3.19; EPERM: a seccomp profile that knows
+	// execve but not execveat. Either way /proc/self/fd/N names the file.
+	if errno != unix.ENOSYS && errno != unix.EPERM {
 		return errno
 	}
 	return unix.Exec("/proc/self/fd/"+strconv.Itoa(fd), argv, env)
