@@ -152,10 +152,10 @@ func writableBy(fi os.FileInfo, stickyOK bool) string {
 }
 
 // checkUnwritable refuses a file (already stat'ed as fi) that someone other
-// than root and hotswap's user could change, directly or by replacing it in
-// a directory on the way to it: every directory above the path as asked and
-// above the resolved path (a symlinked directory is checked as what it
-// points to). It returns a reason for the operator, or "".
+// than root and hotswap's user could change, directly or, when paths are
+// given, by replacing it in a directory on the way to it: every directory
+// above each path (a symlinked directory is checked as what it points to).
+// It returns a reason for the operator, or "".
 func checkUnwritable(fi os.FileInfo, paths ...string) string {
 	if why := writableBy(fi, false); why != "" {
 		return "the file is " + why + ": whoever can write it could change it after it was verified; chown root and chmod go-w it"

@@ -151,7 +151,19 @@ func (v *Verifier) VerifyBinary(ctx context.Context, r Release, b *Binary) error
 		return reject("executable", real, fmt.Sprintf("not executable (mode %04o); chmod +x it before it is published", fi.Mode().Perm()), nil)
 	}
 	if !trusted {
-		if why := checkUnwritable(fi, r.Path, real); why != "" {
+		// Whoever can write the file could change it after it was hashed,
+		// on the very inode that runs: always refused. Whoever can write a
+		// directory on its path could only have put another file there
+		// before it was opened; a sha256 pin catches that, so the
+		// directories matter for an unpinned release only — and an
+		// emptyDir (mode 0777) stays usable for pinned ones.
+		var why string
+		if r.SHA256 == "" {
+			why = checkUnwritable(fi, r.Path, real)
+		} else {
+			why = checkUnwritable(fi)
+		}
+		if why != "" {
 			return reject("writable", real, why, nil)
 		}
 		if err := CheckReleaseEnv(r.Env); err != nil {

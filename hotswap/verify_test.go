@@ -350,7 +350,7 @@ func TestVerifyWhoCanWrite(t *testing.T) {
 		}
 		return d
 	}
-	foreignFile, _ := copyBin(t, native, mkdir("ok", 0o755, 0), "foreign-owner", 0o755)
+	foreignFile, sum := copyBin(t, native, mkdir("ok", 0o755, 0), "foreign-owner", 0o755)
 	if err := os.Chown(foreignFile, 4242, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -367,18 +367,24 @@ func TestVerifyWhoCanWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name, path, want string // want "" = accepted
+		name, path, sha256, want string // want "" = accepted
 	}{
-		{"owned by root, 0755", ownFile, ""},
-		{"owned by another user", foreignFile, "owned by uid 4242"},
-		{"in a group-writable directory", groupDir, "groupw on its path is group-writable"},
-		{"below a world-writable directory", worldDir, "worldw on its path is world-writable"},
-		{"in a directory another user owns", otherDir, "other on its path is owned by uid 4242"},
-		{"in a sticky directory (like /tmp)", sticky, ""},
-		{"through a symlink in a world-writable directory", link, "links on its path is world-writable"},
+		{"owned by root, 0755", ownFile, "", ""},
+		{"owned by another user", foreignFile, "", "owned by uid 4242"},
+		// Its owner could rewrite the very inode after it was hashed.
+		{"pinned, owned by another user", foreignFile, sum, "owned by uid 4242"},
+		{"in a group-writable directory", groupDir, "", "groupw on its path is group-writable"},
+		{"below a world-writable directory", worldDir, "", "worldw on its path is world-writable"},
+		{"in a directory another user owns", otherDir, "", "other on its path is owned by uid 4242"},
+		{"in a sticky directory (like /tmp)", sticky, "", ""},
+		{"through a symlink in a world-writable directory", link, "", "links on its path is world-writable"},
+		// A file put there by someone else would fail the pin, and the open
+		// file is what runs: an emptyDir (0777) holds pinned releases.
+		{"pinned, below a world-writable directory", worldDir, sum, ""},
+		{"pinned, through a symlink in a world-writable directory", link, sum, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := v.Verify(context.Background(), Release{Path: tc.path})
+			err := v.Verify(context.Background(), Release{Path: tc.path, SHA256: tc.sha256})
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("rejected: %v", err)
