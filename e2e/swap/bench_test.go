@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/e2e/load"
+	"github.com/hotswap-dev/hotswap/e2e/swaptest"
 	"github.com/hotswap-dev/hotswap/hotswap"
 	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
@@ -83,29 +84,29 @@ func benchSwaps() int {
 }
 
 func BenchmarkSwapsHandoff(b *testing.B) {
-	benchSwapRun(b, PodConfig{}, "")
+	benchSwapRun(b, swaptest.PodConfig{}, "")
 }
 
 func BenchmarkSwapsReuseportMigrate(b *testing.B) {
-	benchSwapRun(b, PodConfig{Mode: hotswap.ModeReuseport}, "1")
+	benchSwapRun(b, swaptest.PodConfig{Mode: hotswap.ModeReuseport}, "1")
 }
 
 func BenchmarkSwapsReuseportNoMigrate(b *testing.B) {
-	benchSwapRun(b, PodConfig{Mode: hotswap.ModeReuseport}, "0")
+	benchSwapRun(b, swaptest.PodConfig{Mode: hotswap.ModeReuseport}, "0")
 }
 
 // BenchmarkSwapsHandoffPlainShutdown is BenchmarkSwapsHandoff with servers
 // that stop with plain http.Server.Shutdown instead of reuseport's Drain.
 func BenchmarkSwapsHandoffPlainShutdown(b *testing.B) {
-	benchSwapRun(b, PodConfig{Serve: []string{"--plain-shutdown"}}, "")
+	benchSwapRun(b, swaptest.PodConfig{Serve: []string{"--plain-shutdown"}}, "")
 }
 
-func benchSwapRun(b *testing.B, pc PodConfig, migrate string) {
-	if !inNetns(b) {
+func benchSwapRun(b *testing.B, pc swaptest.PodConfig, migrate string) {
+	if !swaptest.InNetns(b) {
 		return
 	}
 	if migrate != "" {
-		setMigrateReq(b, migrate == "1")
+		swaptest.SetMigrateReq(b, migrate == "1")
 	}
 	n := benchSwaps()
 	res := BenchResult{Name: b.Name(), Mode: string(pc.Mode), MigrateReq: migrate, Stop: "drain", Swaps: n}
@@ -115,8 +116,8 @@ func benchSwapRun(b *testing.B, pc PodConfig, migrate string) {
 	if slices.Contains(pc.Serve, "--plain-shutdown") {
 		res.Stop = "plain-shutdown"
 	}
-	p := StartPod(b, pc)
-	r, err := load.Start(context.Background(), mixedLoad(p.Addr, 24*time.Hour))
+	p := swaptest.StartPod(b, pc)
+	r, err := load.Start(context.Background(), swaptest.MixedLoad(p.Addr, 24*time.Hour))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -162,13 +163,13 @@ func benchSwapRun(b *testing.B, pc PodConfig, migrate string) {
 	res.Elapsed = time.Since(start)
 	r.Stop()
 	rep := r.Wait()
-	gt := p.genTimes()
+	gt := p.GenTimes()
 	for _, s := range swaps {
-		if g := gt[s.res.ToGen]; g != nil && !g.started.IsZero() {
-			toStart = append(toStart, g.started.Sub(s.at))
+		if g := gt[s.res.ToGen]; g != nil && !g.Started.IsZero() {
+			toStart = append(toStart, g.Started.Sub(s.at))
 		}
-		if g := gt[s.res.FromGen]; g != nil && !g.exited.IsZero() {
-			toOld = append(toOld, g.exited.Sub(s.at))
+		if g := gt[s.res.FromGen]; g != nil && !g.Exited.IsZero() {
+			toOld = append(toOld, g.Exited.Sub(s.at))
 		}
 	}
 	res.TriggerToReady, res.TriggerToStart, res.TriggerToOld = quant(toReady), quant(toStart), quant(toOld)
@@ -181,7 +182,7 @@ func benchSwapRun(b *testing.B, pc PodConfig, migrate string) {
 	}
 	res.Generations = len(gens)
 
-	b.Logf("load report:\n%s", indent(rep.String()))
+	b.Logf("load report:\n%s", swaptest.Indent(rep.String()))
 	js, _ := json.MarshalIndent(res, "", "  ")
 	b.Logf("result:\n%s", js)
 	if dir := os.Getenv("SWAP_BENCH_OUT"); dir != "" {
@@ -197,15 +198,15 @@ func benchSwapRun(b *testing.B, pc PodConfig, migrate string) {
 // childStartTimes starts the command hotswap runs (the wrapper script and
 // `hotswap serve`), alone, k times, and measures exec → READY=1: the part
 // of a swap that is the child's own start, not hotswap's.
-func childStartTimes(b *testing.B, pc PodConfig, k int) []time.Duration {
+func childStartTimes(b *testing.B, pc swaptest.PodConfig, k int) []time.Duration {
 	dir := b.TempDir()
 	ns, err := activation.NewNotifySocket(filepath.Join(dir, "notify.sock"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer ns.Close()
-	bin := hotswapBin(b)
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
+	bin := swaptest.Bin(b)
+	addr := fmt.Sprintf("127.0.0.1:%d", swaptest.FreePort(b))
 	args := []string{"serve", "--addr", addr}
 	args = append(args, pc.Serve...)
 	var out []time.Duration

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/e2e/load"
+	"github.com/hotswap-dev/hotswap/e2e/swaptest"
 	"github.com/hotswap-dev/hotswap/hotswap"
 )
 
@@ -27,7 +28,7 @@ func ctxFor(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-func mustServe(t testing.TB, p *Pod, gen int) hotswap.Status {
+func mustServe(t testing.TB, p *swaptest.Pod, gen int) hotswap.Status {
 	t.Helper()
 	st, err := p.Status(ctxFor(t, 5*time.Second))
 	if err != nil {
@@ -40,7 +41,7 @@ func mustServe(t testing.TB, p *Pod, gen int) hotswap.Status {
 }
 
 // waitProcs waits until PID 1's namespace holds n processes (PID 1 included).
-func waitProcs(t testing.TB, p *Pod, n int, within time.Duration) {
+func waitProcs(t testing.TB, p *swaptest.Pod, n int, within time.Duration) {
 	t.Helper()
 	end := time.Now().Add(within)
 	for {
@@ -58,11 +59,11 @@ func waitProcs(t testing.TB, p *Pod, n int, within time.Duration) {
 // TestFaultCrashAtStart: the new version exits at start. The swap fails,
 // `hotswap swap` exits 1 with the reason, the old generation keeps serving.
 func TestFaultCrashAtStart(t *testing.T) {
-	if !inNetns(t) {
+	if !swaptest.InNetns(t) {
 		return
 	}
-	p := StartPod(t, PodConfig{})
-	r := startLoad(t, p, mixedLoad(p.Addr, time.Minute))
+	p := swaptest.StartPod(t, swaptest.PodConfig{})
+	r := swaptest.StartLoad(t, p, swaptest.MixedLoad(p.Addr, time.Minute))
 	p.SetServeFlags("--exit-at-start", "3")
 	r.MarkSwap(time.Now())
 	code, out := p.SwapCLI(ctxFor(t, 30*time.Second))
@@ -79,7 +80,7 @@ func TestFaultCrashAtStart(t *testing.T) {
 		t.Errorf("swap after the fix: exit %d, %q", code, out)
 	}
 	time.Sleep(700 * time.Millisecond)
-	finishLoad(t, r)
+	swaptest.FinishLoad(t, r)
 }
 
 // TestFaultNeverReady: the new version serves but never reports ready. After
@@ -87,11 +88,11 @@ func TestFaultCrashAtStart(t *testing.T) {
 // one serves on. A server that is not ready may already accept on the shared
 // socket: it is stopped the way a draining one is, so nothing it accepted is lost.
 func TestFaultNeverReady(t *testing.T) {
-	if !inNetns(t) {
+	if !swaptest.InNetns(t) {
 		return
 	}
-	p := StartPod(t, PodConfig{Flags: []string{"--start-timeout", "1s", "--drain-timeout", "5s"}})
-	r := startLoad(t, p, mixedLoad(p.Addr, time.Minute))
+	p := swaptest.StartPod(t, swaptest.PodConfig{Flags: []string{"--start-timeout", "1s", "--drain-timeout", "5s"}})
+	r := swaptest.StartLoad(t, p, swaptest.MixedLoad(p.Addr, time.Minute))
 	p.SetServeFlags("--never-ready")
 	r.MarkSwap(time.Now())
 	start := time.Now()
@@ -109,7 +110,7 @@ func TestFaultNeverReady(t *testing.T) {
 		t.Errorf("swap after the fix: exit %d, %q", code, out)
 	}
 	time.Sleep(700 * time.Millisecond)
-	finishLoad(t, r)
+	swaptest.FinishLoad(t, r)
 }
 
 // holdIdle opens a keep-alive connection, makes one request on it and
@@ -147,11 +148,11 @@ func holdIdle(t testing.TB, addr string) (net.Conn, string) {
 // before it exits (--exit-drain): a server that crashes outright loses the
 // requests it holds, whatever the supervisor does.
 func TestFaultExitDuringDrain(t *testing.T) {
-	if !inNetns(t) {
+	if !swaptest.InNetns(t) {
 		return
 	}
-	p := StartPod(t, PodConfig{Serve: []string{"--grace", "3s"}})
-	r := startLoad(t, p, mixedLoad(p.Addr, time.Minute))
+	p := swaptest.StartPod(t, swaptest.PodConfig{Serve: []string{"--grace", "3s"}})
+	r := swaptest.StartLoad(t, p, swaptest.MixedLoad(p.Addr, time.Minute))
 	if _, gen := holdIdle(t, p.Addr); gen != "1" {
 		t.Fatalf("idle connection answered by generation %q, want 1", gen)
 	}
@@ -163,11 +164,11 @@ func TestFaultExitDuringDrain(t *testing.T) {
 	}
 	p.SetServeFlags() // the rolled-back release starts with good flags
 	r.MarkSwap(time.Now().Add(300 * time.Millisecond))
-	rec, err := p.WaitLog(ctxFor(t, 10*time.Second), func(l logRec) bool { return strings.Contains(l.Msg, "rolling back") })
+	rec, err := p.WaitLog(ctxFor(t, 10*time.Second), func(l swaptest.LogRec) bool { return strings.Contains(l.Msg, "rolling back") })
 	if err != nil {
 		t.Fatalf("no rollback logged: %v", err)
 	}
-	if gt := p.genTimes()[1]; gt != nil && !gt.exited.IsZero() && gt.exited.Before(rec.Time) {
+	if gt := p.GenTimes()[1]; gt != nil && !gt.Exited.IsZero() && gt.Exited.Before(rec.Time) {
 		t.Fatalf("generation 1 had finished draining before generation 2 exited: the test did not exercise a crash during the drain")
 	}
 	ctx := ctxFor(t, 10*time.Second)
@@ -176,7 +177,7 @@ func TestFaultExitDuringDrain(t *testing.T) {
 	}
 	st := mustServe(t, p, 3)
 	time.Sleep(time.Second)
-	rep := finishLoad(t, r)
+	rep := swaptest.FinishLoad(t, r)
 	t.Logf("rolled back to generation %d (pid %d); max latency %v", st.Generation, st.PID, rep.Latency.Overall.Max)
 	if _, err := p.Wait(ctxFor(t, 100*time.Millisecond)); err == nil {
 		t.Fatal("hotswap exited after the rollback")
@@ -195,11 +196,11 @@ func TestFaultExitDuringDrain(t *testing.T) {
 // 100 ms after the SIGKILL. Nothing fails before it, after it, or for lack of
 // a listener (no refused connection).
 func TestFaultIgnoreTerm(t *testing.T) {
-	if !inNetns(t) {
+	if !swaptest.InNetns(t) {
 		return
 	}
-	p := StartPod(t, PodConfig{Flags: []string{"--drain-timeout", "1500ms"}, Serve: []string{"--ignore-term"}})
-	r := startLoad(t, p, mixedLoad(p.Addr, time.Minute))
+	p := swaptest.StartPod(t, swaptest.PodConfig{Flags: []string{"--drain-timeout", "1500ms"}, Serve: []string{"--ignore-term"}})
+	r := swaptest.StartLoad(t, p, swaptest.MixedLoad(p.Addr, time.Minute))
 	p.SetServeFlags()
 	r.MarkSwap(time.Now())
 	res, err := p.Swap(ctxFor(t, 30*time.Second))
@@ -207,7 +208,7 @@ func TestFaultIgnoreTerm(t *testing.T) {
 		t.Fatalf("swap: %+v %v", res, err)
 	}
 	drainStart := time.Now()
-	rec, err := p.WaitLog(ctxFor(t, 10*time.Second), func(l logRec) bool { return l.Msg == "drained" && l.int("generation") == 1 })
+	rec, err := p.WaitLog(ctxFor(t, 10*time.Second), func(l swaptest.LogRec) bool { return l.Msg == "drained" && l.Int("generation") == 1 })
 	if err != nil {
 		t.Fatalf("generation 1 never ended: %v", err)
 	}
@@ -218,12 +219,12 @@ func TestFaultIgnoreTerm(t *testing.T) {
 		t.Errorf("generation 1 killed %v after its drain began, want about --drain-timeout 1.5s", d)
 	}
 	mustServe(t, p, 2)
-	kill, err := p.WaitLog(ctxFor(t, time.Second), func(l logRec) bool { return strings.HasPrefix(l.Msg, "drain deadline passed") })
+	kill, err := p.WaitLog(ctxFor(t, time.Second), func(l swaptest.LogRec) bool { return strings.HasPrefix(l.Msg, "drain deadline passed") })
 	if err != nil {
 		t.Fatal("no SIGKILL logged")
 	}
 	time.Sleep(500 * time.Millisecond)
-	rep := finishLoadExcept(t, r, func(a load.Attempt) bool {
+	rep := swaptest.FinishLoadExcept(t, r, func(a load.Attempt) bool {
 		end := a.Start.Add(a.Latency)
 		return a.Kind != load.Refused && !end.Before(kill.Time) && end.Sub(kill.Time) < 100*time.Millisecond
 	})
@@ -234,12 +235,12 @@ func TestFaultIgnoreTerm(t *testing.T) {
 // number of swaps (triggers coalesce) and never more live processes than
 // --max-generations allows.
 func TestFaultSignalStorm(t *testing.T) {
-	if !inNetns(t) {
+	if !swaptest.InNetns(t) {
 		return
 	}
 	const maxGens = 4
-	p := StartPod(t, PodConfig{Flags: []string{"--max-generations", fmt.Sprint(maxGens)}, Serve: []string{"--grace", "300ms"}})
-	r := startLoad(t, p, mixedLoad(p.Addr, time.Minute))
+	p := swaptest.StartPod(t, swaptest.PodConfig{Flags: []string{"--max-generations", fmt.Sprint(maxGens)}, Serve: []string{"--grace", "300ms"}})
+	r := swaptest.StartLoad(t, p, swaptest.MixedLoad(p.Addr, time.Minute))
 	var maxProcs int
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -288,7 +289,7 @@ func TestFaultSignalStorm(t *testing.T) {
 		t.Errorf("last swap: %+v", st.LastSwap)
 	}
 	waitProcs(t, p, 2, 5*time.Second)
-	finishLoad(t, r)
+	swaptest.FinishLoad(t, r)
 }
 
 // TestFaultTermMidSwap: SIGTERM to PID 1 while a new generation is starting.
@@ -296,11 +297,11 @@ func TestFaultSignalStorm(t *testing.T) {
 // grace ends, hotswap exits 0 (the serving child's code), and the waiting
 // `hotswap swap` learns the swap was canceled.
 func TestFaultTermMidSwap(t *testing.T) {
-	if !inNetns(t) {
+	if !swaptest.InNetns(t) {
 		return
 	}
-	p := StartPod(t, PodConfig{Flags: []string{"--grace", "10s"}})
-	r := startLoad(t, p, mixedLoad(p.Addr, time.Minute))
+	p := swaptest.StartPod(t, swaptest.PodConfig{Flags: []string{"--grace", "10s"}})
+	r := swaptest.StartLoad(t, p, swaptest.MixedLoad(p.Addr, time.Minute))
 	p.SetServeFlags("--start-delay", "2s")
 	swapped := make(chan hotswap.SwapResult, 1)
 	go func() {
@@ -310,7 +311,7 @@ func TestFaultTermMidSwap(t *testing.T) {
 		}
 		swapped <- res
 	}()
-	if _, err := p.WaitLog(ctxFor(t, 10*time.Second), func(l logRec) bool { return l.Msg == "started generation" && l.int("generation") == 2 }); err != nil {
+	if _, err := p.WaitLog(ctxFor(t, 10*time.Second), func(l swaptest.LogRec) bool { return l.Msg == "started generation" && l.Int("generation") == 2 }); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond) // generation 2 is up, not ready
@@ -335,8 +336,8 @@ func TestFaultTermMidSwap(t *testing.T) {
 	if took > 8*time.Second {
 		t.Errorf("shutdown took %v: something waited for the grace period", took)
 	}
-	for g, gt := range p.genTimes() {
-		if gt.exited.IsZero() {
+	for g, gt := range p.GenTimes() {
+		if gt.Exited.IsZero() {
 			t.Errorf("generation %d: no exit seen before hotswap exited (orphaned or killed with the namespace)", g)
 		}
 	}
@@ -351,7 +352,7 @@ func TestFaultTermMidSwap(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Error("the waiting swap caller got no outcome")
 	}
-	finishLoad(t, r)
+	swaptest.FinishLoad(t, r)
 }
 
 var reSwapped = regexp.MustCompile(`swapped: generation \d+ \(\S+\) -> (\d+) `)
@@ -360,11 +361,11 @@ var reSwapped = regexp.MustCompile(`swapped: generation \d+ \(\S+\) -> (\d+) `)
 // gets an outcome (exit 0, the generation it swapped to), and they coalesce
 // into fewer swaps than callers.
 func TestFaultConcurrentSwapCallers(t *testing.T) {
-	if !inNetns(t) {
+	if !swaptest.InNetns(t) {
 		return
 	}
-	p := StartPod(t, PodConfig{})
-	r := startLoad(t, p, mixedLoad(p.Addr, time.Minute))
+	p := swaptest.StartPod(t, swaptest.PodConfig{})
+	r := swaptest.StartLoad(t, p, swaptest.MixedLoad(p.Addr, time.Minute))
 	const callers = 10
 	type outcome struct {
 		code int
@@ -399,18 +400,18 @@ func TestFaultConcurrentSwapCallers(t *testing.T) {
 		t.Errorf("%d swaps ran, callers saw %d distinct outcomes; want one running swap and one that the rest join", st.Swaps, len(to))
 	}
 	time.Sleep(700 * time.Millisecond)
-	finishLoad(t, r)
+	swaptest.FinishLoad(t, r)
 }
 
 // TestControlSocketUnprivileged: the control socket refuses a user that is
 // neither root nor hotswap's own: by its 0600 mode, and by SO_PEERCRED
 // should the mode ever be loosened.
 func TestControlSocketUnprivileged(t *testing.T) {
-	if !inNetns(t) {
+	if !swaptest.InNetns(t) {
 		return
 	}
-	p := StartPod(t, PodConfig{})
-	r := startLoad(t, p, mixedLoad(p.Addr, time.Minute))
+	p := swaptest.StartPod(t, swaptest.PodConfig{})
+	r := swaptest.StartLoad(t, p, swaptest.MixedLoad(p.Addr, time.Minute))
 	fi, err := os.Stat(p.Sock)
 	if err != nil {
 		t.Fatal(err)
@@ -442,5 +443,5 @@ func TestControlSocketUnprivileged(t *testing.T) {
 	if st := mustServe(t, p, 1); st.Swaps != 0 {
 		t.Errorf("%d swaps ran; want none", st.Swaps)
 	}
-	finishLoad(t, r)
+	swaptest.FinishLoad(t, r)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/e2e/load"
+	"github.com/hotswap-dev/hotswap/e2e/swaptest"
 	"github.com/hotswap-dev/hotswap/hotswap"
 )
 
@@ -31,7 +32,7 @@ import (
 // (default 0.5,1.0); HANDOFF_BENCH_OUT, a directory, receives the
 // results as JSON. The table goes to the benchmark log (docs/perf-handoff.md).
 func BenchmarkHandoffCompare(b *testing.B) {
-	if !inNetns(b) {
+	if !swaptest.InNetns(b) {
 		return
 	}
 	swaps := 100
@@ -119,7 +120,7 @@ func (r handoffResult) row() string {
 }
 
 func handoffBenchRun(b *testing.B, stop string, frac float64, swaps int) handoffResult {
-	pc := PodConfig{}
+	pc := swaptest.PodConfig{}
 	switch stop {
 	case "plain":
 		pc.Serve = []string{"--plain-shutdown"}
@@ -131,7 +132,7 @@ func handoffBenchRun(b *testing.B, stop string, frac float64, swaps int) handoff
 	default:
 		b.Fatalf("stop mode %q: want plain, drain or handoff", stop)
 	}
-	p := StartPod(b, pc)
+	p := swaptest.StartPod(b, pc)
 	cfg := load.Config{
 		Addr:              p.Addr,
 		Duration:          24 * time.Hour,
@@ -184,7 +185,7 @@ func handoffBenchRun(b *testing.B, stop string, frac float64, swaps int) handoff
 	res.KeepAliveConns = rep.KeepAlive.Connections + rep.IdlePool.Connections
 	res.SwapWindow, res.Baseline = rep.Latency.SwapWindow, rep.Latency.Baseline
 	if rep.Failed() > 0 {
-		b.Logf("%s %.1f load report:\n%s", stop, frac, indent(rep.String()))
+		b.Logf("%s %.1f load report:\n%s", stop, frac, swaptest.Indent(rep.String()))
 	}
 	_ = p.Signal(syscall.SIGTERM)
 	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hotswap-dev/hotswap/e2e/swaptest"
 	"github.com/hotswap-dev/hotswap/hotswap"
 )
 
@@ -20,14 +21,14 @@ import (
 // idle-pool client keeps its one TCP connection through all 50 swaps, while
 // the generations answering it change.
 func TestSwapsHandoffKeepAlive(t *testing.T) {
-	if !inNetns(t) {
+	if !swaptest.InNetns(t) {
 		return
 	}
-	p := StartPod(t, PodConfig{Flags: []string{"--handoff-keepalive"}, Serve: []string{"--grace", "2s"}})
-	r := startLoad(t, p, mixedLoad(p.Addr, 5*time.Minute))
-	runSwaps(t, p, r.MarkSwap, ciSwaps, 50*time.Millisecond)
+	p := swaptest.StartPod(t, swaptest.PodConfig{Flags: []string{"--handoff-keepalive"}, Serve: []string{"--grace", "2s"}})
+	r := swaptest.StartLoad(t, p, swaptest.MixedLoad(p.Addr, 5*time.Minute))
+	swaptest.RunSwaps(t, p, r.MarkSwap, ciSwaps, 50*time.Millisecond)
 	time.Sleep(time.Second) // the last handover, under load
-	rep := finishLoad(t, r)
+	rep := swaptest.FinishLoad(t, r)
 	if rc := rep.Reconnects(); rc.Total() != 0 {
 		t.Errorf("keep-alive clients reconnected %d times (%+v), want 0", rc.Total(), rc)
 	}
@@ -51,11 +52,11 @@ func TestSwapsHandoffKeepAlive(t *testing.T) {
 // rolled-back generation (or, if none is ready yet, keeps it with
 // Connection: close). No request fails.
 func TestHandoffNewGenerationDiesAfterReady(t *testing.T) {
-	if !inNetns(t) {
+	if !swaptest.InNetns(t) {
 		return
 	}
-	p := StartPod(t, PodConfig{Flags: []string{"--handoff-keepalive"}, Serve: []string{"--grace", "3s"}})
-	r := startLoad(t, p, mixedLoad(p.Addr, time.Minute))
+	p := swaptest.StartPod(t, swaptest.PodConfig{Flags: []string{"--handoff-keepalive"}, Serve: []string{"--grace", "3s"}})
+	r := swaptest.StartLoad(t, p, swaptest.MixedLoad(p.Addr, time.Minute))
 	slow, err := net.Dial("tcp", p.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +93,7 @@ func TestHandoffNewGenerationDiesAfterReady(t *testing.T) {
 	}
 	p.SetServeFlags("--grace", "3s")
 	r.MarkSwap(time.Now().Add(300 * time.Millisecond))
-	if _, err := p.WaitLog(ctxFor(t, 10*time.Second), func(l logRec) bool { return strings.Contains(l.Msg, "rolling back") }); err != nil {
+	if _, err := p.WaitLog(ctxFor(t, 10*time.Second), func(l swaptest.LogRec) bool { return strings.Contains(l.Msg, "rolling back") }); err != nil {
 		t.Fatalf("no rollback logged: %v", err)
 	}
 	slow.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -115,5 +116,5 @@ func TestHandoffNewGenerationDiesAfterReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
-	finishLoad(t, r)
+	swaptest.FinishLoad(t, r)
 }

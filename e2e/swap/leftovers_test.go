@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hotswap-dev/hotswap/e2e/swaptest"
 	"github.com/hotswap-dev/hotswap/hotswap"
 	"golang.org/x/sys/unix"
 )
@@ -26,11 +27,11 @@ const daemonArgv = "sleep\x00617\x00"
 // its parent: it is reparented to PID 1. After the swap, once generation 1's
 // drain deadline has passed, the daemon is gone, and generation 2 serves.
 func TestDrainedGenerationLeavesNothing(t *testing.T) {
-	if !inNetns(t) {
+	if !swaptest.InNetns(t) {
 		return
 	}
 	const drain = time.Second
-	p := StartPod(t, PodConfig{
+	p := swaptest.StartPod(t, swaptest.PodConfig{
 		Flags:   []string{"--drain-timeout", drain.String()},
 		Prelude: `if [ "$HOTSWAP_GENERATION" = 1 ]; then setsid sh -c 'exec sleep 617' </dev/null >/dev/null 2>&1 & fi`,
 	})

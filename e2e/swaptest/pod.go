@@ -1,4 +1,4 @@
-package swap
+package swaptest
 
 import (
 	"bufio"
@@ -25,7 +25,9 @@ import (
 	"github.com/hotswap-dev/hotswap/hotswap"
 )
 
-func TestMain(m *testing.M) {
+// Main runs a package's tests; call it from TestMain. The outer process
+// removes the hotswap binary it built once every test has run.
+func Main(m *testing.M) {
 	code := m.Run()
 	if os.Getenv(envInner) == "" {
 		testbin.Cleanup()
@@ -33,9 +35,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// hotswapBin is the static hotswap binary: built once by the outer process
+// Bin is the static hotswap binary: built once by the outer process
 // and handed to the inner one.
-func hotswapBin(t testing.TB) string {
+func Bin(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv(envBin); p != "" {
 		return p
@@ -55,12 +57,20 @@ type PodConfig struct {
 	// Flags are extra hotswap flags (--start-timeout 1s, ...).
 	Flags []string
 	// Serve are the initial flags of `hotswap serve` (the wrapper script
-	// reads them at each start; see SetServeFlags).
+	// reads them at each start; see SetServeFlags). Unused with Command.
 	Serve []string
 	// Prelude is shell the wrapper script runs before it execs the server,
 	// for a test whose generation must leave something behind. It runs in
 	// the pod's directory; empty for the tests that count processes.
+	// Unused with Command.
 	Prelude string
+	// Command, when set, is the server hotswap runs instead of the example
+	// server's wrapper script (a real server with its own configuration).
+	Command []string
+	// Dir and Addr, when set, are the pod's directory (holding the
+	// server's configuration) and its serving address, chosen before the
+	// server's configuration is written (see NewDir and FreeAddr).
+	Dir, Addr string
 }
 
 // Pod is hotswap running as PID 1 of its own PID namespace, in the test's
@@ -78,18 +88,18 @@ type Pod struct {
 
 	logMu sync.Mutex
 	raw   bytes.Buffer // everything PID 1 and the children wrote
-	recs  []logRec     // hotswap's own JSON log lines
+	recs  []LogRec     // hotswap's own JSON log lines
 	logCh chan struct{}
 }
 
-// logRec is one JSON log line of hotswap.
-type logRec struct {
+// LogRec is one JSON log line of hotswap.
+type LogRec struct {
 	Time  time.Time
 	Msg   string
 	Attrs map[string]any
 }
 
-func (r logRec) int(k string) int {
+func (r LogRec) Int(k string) int {
 	switch v := r.Attrs[k].(type) {
 	case float64:
 		return int(v)
@@ -100,8 +110,8 @@ func (r logRec) int(k string) int {
 	return 0
 }
 
-// freePort picks a loopback port that is free now.
-func freePort(t testing.TB) int {
+// FreePort picks a loopback port that is free now.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -111,33 +121,51 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// StartPod starts hotswap as PID 1 and waits until its first generation serves.
-func StartPod(t testing.TB, pc PodConfig) *Pod {
+// FreeAddr is 127.0.0.1:PORT with a port that is free now.
+func FreeAddr(t testing.TB) string { return fmt.Sprintf("127.0.0.1:%d", FreePort(t)) }
+
+// NewDir makes a temporary directory for a pod, traversable by others so
+// that a test as nobody (or a server that drops privileges) reaches it.
+func NewDir(t testing.TB) string {
 	t.Helper()
-	bin := hotswapBin(t)
 	dir := t.TempDir()
-	// Traversable by others, so that a test as nobody reaches the control
-	// socket's own mode check.
 	for _, d := range []string{dir, filepath.Dir(dir)} {
 		if err := os.Chmod(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	p := &Pod{t: t, Bin: bin, Dir: dir, Sock: filepath.Join(dir, "run", "control.sock"), exited: make(chan struct{}), logCh: make(chan struct{}, 1)}
-	p.Addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	return dir
+}
+
+// StartPod starts hotswap as PID 1 and waits until its first generation serves.
+func StartPod(t testing.TB, pc PodConfig) *Pod {
+	t.Helper()
+	bin := Bin(t)
+	dir := pc.Dir
+	if dir == "" {
+		dir = NewDir(t)
+	}
+	p := &Pod{t: t, Bin: bin, Dir: dir, Addr: pc.Addr, Sock: filepath.Join(dir, "run", "control.sock"), exited: make(chan struct{}), logCh: make(chan struct{}, 1)}
+	if p.Addr == "" {
+		p.Addr = FreeAddr(t)
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "run"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	serveAddr := []string{}
-	if pc.Mode == hotswap.ModeReuseport {
-		serveAddr = []string{"--addr", p.Addr}
+	command := pc.Command
+	if len(command) == 0 {
+		serveAddr := []string{}
+		if pc.Mode == hotswap.ModeReuseport {
+			serveAddr = []string{"--addr", p.Addr}
+		}
+		script := fmt.Sprintf("#!/bin/sh\n# Written by e2e/swaptest: the flags of each new generation come from %[1]s/flags.\n# No command substitution: it would fork, and the tests count processes.\n%[4]s\nread -r flags < %[1]s/flags\nexec %[2]s serve %[3]s $flags\n",
+			dir, bin, strings.Join(serveAddr, " "), pc.Prelude)
+		if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p.SetServeFlags(pc.Serve...)
+		command = []string{filepath.Join(dir, "run.sh")}
 	}
-	script := fmt.Sprintf("#!/bin/sh\n# Written by e2e/swap: the flags of each new generation come from %[1]s/flags.\n# No command substitution: it would fork, and the tests count processes.\n%[4]s\nread -r flags < %[1]s/flags\nexec %[2]s serve %[3]s $flags\n",
-		dir, bin, strings.Join(serveAddr, " "), pc.Prelude)
-	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p.SetServeFlags(pc.Serve...)
 
 	args := []string{"--log-format", "json", "--runtime-dir", filepath.Join(dir, "run"), "--control-socket", p.Sock, "--release-version", "v1"}
 	if pc.Mode == hotswap.ModeReuseport {
@@ -146,7 +174,8 @@ func StartPod(t testing.TB, pc PodConfig) *Pod {
 		args = append(args, "--listen", "http=tcp://"+p.Addr)
 	}
 	args = append(args, pc.Flags...)
-	args = append(args, "--", filepath.Join(dir, "run.sh"))
+	args = append(args, "--")
+	args = append(args, command...)
 	// sh is PID 1 for a moment: it gives the new mount namespace its own
 	// /proc (hotswap as PID 1 reads /proc to find stragglers) and execs
 	// hotswap, which stays PID 1.
@@ -184,13 +213,13 @@ func StartPod(t testing.TB, pc PodConfig) *Pod {
 			}
 		}
 		if t.Failed() {
-			t.Logf("hotswap output:\n%s", indent(p.Output()))
+			t.Logf("hotswap output:\n%s", Indent(p.Output()))
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := p.WaitPhase(ctx, hotswap.PhaseServing); err != nil {
-		t.Fatalf("hotswap did not start serving: %v\n%s", err, indent(p.Output()))
+		t.Fatalf("hotswap did not start serving: %v\n%s", err, Indent(p.Output()))
 	}
 	return p
 }
@@ -208,7 +237,7 @@ func (p *Pod) readLog(r io.ReadCloser, done chan struct{}) {
 		if len(line) > 0 && line[0] == '{' {
 			var m map[string]any
 			if json.Unmarshal(line, &m) == nil {
-				rec := logRec{Attrs: m}
+				rec := LogRec{Attrs: m}
 				rec.Msg, _ = m["msg"].(string)
 				if s, ok := m["time"].(string); ok {
 					rec.Time, _ = time.Parse(time.RFC3339Nano, s)
@@ -232,14 +261,14 @@ func (p *Pod) Output() string {
 }
 
 // Logs returns hotswap's JSON log records so far.
-func (p *Pod) Logs() []logRec {
+func (p *Pod) Logs() []LogRec {
 	p.logMu.Lock()
 	defer p.logMu.Unlock()
-	return append([]logRec(nil), p.recs...)
+	return append([]LogRec(nil), p.recs...)
 }
 
 // WaitLog waits for a log record that match accepts.
-func (p *Pod) WaitLog(ctx context.Context, match func(logRec) bool) (logRec, error) {
+func (p *Pod) WaitLog(ctx context.Context, match func(LogRec) bool) (LogRec, error) {
 	for {
 		for _, r := range p.Logs() {
 			if match(r) {
@@ -250,7 +279,7 @@ func (p *Pod) WaitLog(ctx context.Context, match func(logRec) bool) (logRec, err
 		case <-p.logCh:
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
-			return logRec{}, ctx.Err()
+			return LogRec{}, ctx.Err()
 		}
 	}
 }
@@ -367,34 +396,34 @@ func (p *Pod) Procs() []int {
 	return out
 }
 
-// Generation times from the log: started, ready (swap succeeded) and exited.
-type genTimes struct {
-	started, exited time.Time
+// GenTime is when hotswap started a generation and when it saw it exit.
+type GenTime struct {
+	Started, Exited time.Time
 }
 
 var reExited = regexp.MustCompile(`generation (\d+) exited`)
 
-// genTimes reads, for every generation, when hotswap started it and when
+// GenTimes reads, for every generation, when hotswap started it and when
 // it saw it exit.
-func (p *Pod) genTimes() map[int]*genTimes {
-	out := map[int]*genTimes{}
-	get := func(g int) *genTimes {
+func (p *Pod) GenTimes() map[int]*GenTime {
+	out := map[int]*GenTime{}
+	get := func(g int) *GenTime {
 		if out[g] == nil {
-			out[g] = &genTimes{}
+			out[g] = &GenTime{}
 		}
 		return out[g]
 	}
 	for _, r := range p.Logs() {
 		switch {
 		case r.Msg == "started generation":
-			get(r.int("generation")).started = r.Time
+			get(r.Int("generation")).Started = r.Time
 		case r.Msg == "drained":
-			get(r.int("generation")).exited = r.Time
+			get(r.Int("generation")).Exited = r.Time
 		default:
 			if m := reExited.FindStringSubmatch(r.Msg); m != nil {
 				g, _ := strconv.Atoi(m[1])
-				if x := get(g); x.exited.IsZero() {
-					x.exited = r.Time
+				if x := get(g); x.Exited.IsZero() {
+					x.Exited = r.Time
 				}
 			}
 		}
@@ -402,11 +431,11 @@ func (p *Pod) genTimes() map[int]*genTimes {
 	return out
 }
 
-// mixedLoad is the load every test runs: back-to-back keep-alive clients,
+// MixedLoad is the load every test runs: back-to-back keep-alive clients,
 // a new connection per request, 10% slow requests (100 ms in flight) and a
 // pool of long-idle keep-alive connections that a server's drain must close
 // cleanly. Paced, so two cores are left for hotswap and the servers.
-func mixedLoad(addr string, d time.Duration) load.Config {
+func MixedLoad(addr string, d time.Duration) load.Config {
 	return load.Config{
 		Addr:         addr,
 		Duration:     d,
@@ -422,8 +451,8 @@ func mixedLoad(addr string, d time.Duration) load.Config {
 	}
 }
 
-// startLoad starts the mixed load and waits until the pod answers it.
-func startLoad(t testing.TB, p *Pod, cfg load.Config) *load.Runner {
+// StartLoad starts the mixed load and waits until the pod answers it.
+func StartLoad(t testing.TB, p *Pod, cfg load.Config) *load.Runner {
 	t.Helper()
 	r, err := load.Start(context.Background(), cfg)
 	if err != nil {
@@ -442,19 +471,19 @@ func startLoad(t testing.TB, p *Pod, cfg load.Config) *load.Runner {
 	return r
 }
 
-// finishLoad stops the run, prints its report and fails on any failed attempt.
-func finishLoad(t testing.TB, r *load.Runner) *load.Report {
+// FinishLoad stops the run, prints its report and fails on any failed attempt.
+func FinishLoad(t testing.TB, r *load.Runner) *load.Report {
 	t.Helper()
-	return finishLoadExcept(t, r, nil)
+	return FinishLoadExcept(t, r, nil)
 }
 
-// finishLoadExcept is finishLoad, but failed attempts that excused accepts
+// FinishLoadExcept is FinishLoad, but failed attempts that excused accepts
 // are only listed, not counted against the test.
-func finishLoadExcept(t testing.TB, r *load.Runner, excused func(load.Attempt) bool) *load.Report {
+func FinishLoadExcept(t testing.TB, r *load.Runner, excused func(load.Attempt) bool) *load.Report {
 	t.Helper()
 	r.Stop()
 	rep := r.Wait()
-	t.Logf("load report:\n%s", indent(rep.String()))
+	t.Logf("load report:\n%s", Indent(rep.String()))
 	if rep.Failed() == 0 {
 		return rep
 	}

@@ -1,4 +1,4 @@
-package swap
+package swaptest
 
 import (
 	"bytes"
@@ -18,12 +18,12 @@ const (
 	envBin   = "HOTSWAP_SWAP_BIN"
 )
 
-// inNetns makes t run in a network namespace of its own. In the outer
+// InNetns makes t run in a network namespace of its own. In the outer
 // process it re-runs this test (a top-level test or benchmark) under
 // `unshare --net`, reports the inner run's outcome and returns false: the
 // caller returns at once. In the inner process it brings loopback up and
 // returns true: the caller runs the test body.
-func inNetns(t testing.TB) bool {
+func InNetns(t testing.TB) bool {
 	t.Helper()
 	name := t.Name()
 	if os.Getenv(envInner) == name {
@@ -38,7 +38,7 @@ func inNetns(t testing.TB) bool {
 	if _, err := exec.LookPath("unshare"); err != nil {
 		t.Skip("needs unshare(1) (util-linux)")
 	}
-	bin := hotswapBin(t)
+	bin := Bin(t)
 	args := []string{"--net", "--", os.Args[0], "-test.count=1", "-test.v"}
 	_, isBench := t.(*testing.B)
 	if isBench {
@@ -63,10 +63,10 @@ func inNetns(t testing.TB) bool {
 	}
 	err := cmd.Run()
 	if err != nil {
-		t.Fatalf("%s in its own network namespace: %v\n%s", name, err, indent(out.String()))
+		t.Fatalf("%s in its own network namespace: %v\n%s", name, err, Indent(out.String()))
 	}
 	if strings.Contains(out.String(), "--- SKIP") {
-		t.Skipf("inner run skipped:\n%s", indent(out.String()))
+		t.Skipf("inner run skipped:\n%s", Indent(out.String()))
 	}
 	return false
 }
@@ -78,17 +78,17 @@ func deadline(t testing.TB) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-func indent(s string) string {
+func Indent(s string) string {
 	return "    | " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    | ")
 }
 
-// setMigrateReq sets net.ipv4.tcp_migrate_req in the current network
+// SetMigrateReq sets net.ipv4.tcp_migrate_req in the current network
 // namespace: /proc/sys/net shows the namespace of the process that opens it,
 // which here is the test's own.
-func setMigrateReq(t testing.TB, on bool) {
+func SetMigrateReq(t testing.TB, on bool) {
 	t.Helper()
 	if os.Getenv(envInner) == "" {
-		t.Fatal("setMigrateReq outside the test's own network namespace: refusing to touch the host's")
+		t.Fatal("SetMigrateReq outside the test's own network namespace: refusing to touch the host's")
 	}
 	v := "0"
 	if on {
