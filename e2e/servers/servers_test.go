@@ -1,0 +1,392 @@
+package servers
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/hotswap-dev/hotswap/e2e/load"
+	"github.com/hotswap-dev/hotswap/e2e/swaptest"
+	"github.com/hotswap-dev/hotswap/hotswap"
+)
+
+// swaps is the issue's bar for every server; 100-swap runs are
+// BenchmarkServers, not tests.
+const swaps = 20
+
+// server is one row of the matrix: a packaged server, its own
+// configuration, and the hotswap flags its recipe in docs/servers.md gives.
+type server struct {
+	name string // row name, also the test's
+	pkg  string // Debian package, for the skip message
+	bin  string // executable that must be installed
+	// probe, if set, must exit 0 too (a Python module that must import).
+	probe []string
+	// version prints the server's version; its output is matched by reVersion.
+	version []string
+	mode    hotswap.Mode
+	// flags are hotswap's flags for this server (--ready, --stop-signal,
+	// --drain-timeout, --listen-env).
+	flags []string
+	// files are written to the pod's directory; command runs the server.
+	// Both are templates over tmplData.
+	files   map[string]string
+	command []string
+	// slow: the application answers /?sleep=DUR after DUR, so the load
+	// keeps requests in flight across every swap.
+	slow bool
+	// rate paces the load (attempts per second over all clients): the
+	// interpreted servers get less on two shared cores.
+	rate float64
+}
+
+// tmplData is what a server's files and command are rendered with.
+type tmplData struct {
+	Dir, Addr, Host, Port string
+}
+
+var reVersion = regexp.MustCompile(`\d+\.\d+(\.\d+)?`)
+
+// readyChildren is the readiness check of pre-forking servers that neither
+// speak sd_notify nor have an address private to one generation: ready once
+// the generation's main process (HOTSWAP_PID, in hotswap's PID namespace)
+// has forked its workers.
+const readyChildren = `#!/bin/sh
+# Ready once the new generation's master has forked its workers.
+[ -n "$(cat /proc/$HOTSWAP_PID/task/$HOTSWAP_PID/children 2>/dev/null)" ]
+`
+
+const nginxConf = `daemon off;
+master_process on;
+worker_processes 2;
+pid {{.Dir}}/nginx.pid;
+error_log stderr notice;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path {{.Dir}}/tmp/body;
+    proxy_temp_path {{.Dir}}/tmp/proxy;
+    fastcgi_temp_path {{.Dir}}/tmp/fastcgi;
+    uwsgi_temp_path {{.Dir}}/tmp/uwsgi;
+    scgi_temp_path {{.Dir}}/tmp/scgi;
+    keepalive_timeout 65s;
+    server {
+        listen {{.Addr}}LISTEN_OPTS;
+        location / { return 200 "ok\n"; }
+    }
+}
+`
+
+const haproxyConf = `global
+    log stderr format raw local0 notice
+defaults
+    mode http
+    log global
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 10s
+frontend web
+    bind {{.Bind}}
+    http-request return status 200 content-type text/plain string "ok"
+`
+
+// wsgiApp, asgiApp and rackApp answer "ok", after ?sleep=DUR (e.g. 100ms)
+// if asked, naming the generation that answered (the load counts them).
+const wsgiApp = `import os, time
+from urllib.parse import parse_qs
+
+def app(environ, start_response):
+    q = parse_qs(environ.get("QUERY_STRING", ""))
+    if "sleep" in q:
+        time.sleep(float(q["sleep"][0].rstrip("ms")) / 1000)
+    body = b"ok\n"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body))),
+                              ("X-Hotswap-Generation", os.environ.get("HOTSWAP_GENERATION", ""))])
+    return [body]
+`
+
+const asgiApp = `import asyncio, os
+from urllib.parse import parse_qs
+
+GEN = os.environ.get("HOTSWAP_GENERATION", "").encode()
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    q = parse_qs(scope.get("query_string", b"").decode())
+    if "sleep" in q:
+        await asyncio.sleep(float(q["sleep"][0].rstrip("ms")) / 1000)
+    body = b"ok\n"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode()),
+                            (b"x-hotswap-generation", GEN)]})
+    await send({"type": "http.response.body", "body": body})
+`
+
+const rackApp = `gen = ENV.fetch("HOTSWAP_GENERATION", "")
+run lambda { |env|
+  if (m = env["QUERY_STRING"].to_s.match(/sleep=(\d+)ms/))
+    sleep(m[1].to_i / 1000.0)
+  end
+  [200, {"Content-Type" => "text/plain", "X-Hotswap-Generation" => gen}, ["ok\n"]]
+}
+`
+
+// servers is the matrix. Each recipe is the one docs/servers.md gives.
+var servers = map[string]server{
+	"nginx-reuseport": {
+		pkg: "nginx", bin: "nginx", version: []string{"nginx", "-v"},
+		mode: hotswap.ModeReuseport,
+		// QUIT is nginx's graceful stop: workers stop accepting, finish
+		// their requests, close idle keep-alive connections and exit.
+		flags: []string{"--ready", "exec={{.Dir}}/ready-children.sh", "--stop-signal", "QUIT", "--drain-timeout", "10s"},
+		files: map[string]string{
+			"nginx.conf":        strings.ReplaceAll(nginxConf, "LISTEN_OPTS", " reuseport"),
+			"ready-children.sh": readyChildren,
+		},
+		command: []string{"nginx", "-p", "{{.Dir}}", "-c", "{{.Dir}}/nginx.conf", "-e", "stderr"},
+		rate:    1000,
+	},
+	"nginx-handoff": {
+		pkg: "nginx", bin: "nginx", version: []string{"nginx", "-v"},
+		mode: hotswap.ModeHandoff,
+		// nginx takes inherited sockets in its own variable, NGINX="3;4;"
+		// (its binary-upgrade protocol), matched to `listen` by address.
+		flags: []string{"--listen-env", "NGINX={{`{{range .}}{{.FD}};{{end}}`}}",
+			"--ready", "exec={{.Dir}}/ready-children.sh", "--stop-signal", "QUIT", "--drain-timeout", "10s"},
+		files: map[string]string{
+			"nginx.conf":        strings.ReplaceAll(nginxConf, "LISTEN_OPTS", ""),
+			"ready-children.sh": readyChildren,
+		},
+		command: []string{"nginx", "-p", "{{.Dir}}", "-c", "{{.Dir}}/nginx.conf", "-e", "stderr"},
+		rate:    1000,
+	},
+	"haproxy-handoff": {
+		pkg: "haproxy", bin: "haproxy", version: []string{"haproxy", "-v"},
+		mode: hotswap.ModeHandoff,
+		// -Ws: master-worker with sd_notify; USR1 is HAProxy's soft stop.
+		flags: []string{"--ready", "notify", "--stop-signal", "USR1", "--drain-timeout", "15s"},
+		files: map[string]string{
+			"haproxy.cfg": strings.ReplaceAll(haproxyConf, "{{.Bind}}", "fd@3"),
+		},
+		command: []string{"haproxy", "-Ws", "-f", "{{.Dir}}/haproxy.cfg"},
+		rate:    1000,
+	},
+	"haproxy-reuseport": {
+		pkg: "haproxy", bin: "haproxy", version: []string{"haproxy", "-v"},
+		mode:  hotswap.ModeReuseport,
+		flags: []string{"--ready", "notify", "--stop-signal", "USR1", "--drain-timeout", "15s"},
+		files: map[string]string{
+			"haproxy.cfg": strings.ReplaceAll(haproxyConf, "{{.Bind}}", "{{.Addr}}"),
+		},
+		command: []string{"haproxy", "-Ws", "-f", "{{.Dir}}/haproxy.cfg"},
+		rate:    1000,
+	},
+	"gunicorn": {
+		pkg: "gunicorn", bin: "gunicorn", version: []string{"gunicorn", "--version"},
+		mode: hotswap.ModeHandoff,
+		// gunicorn reads LISTEN_FDS itself and its arbiter sends READY=1;
+		// TERM is its graceful stop (workers finish, up to
+		// --graceful-timeout, which --drain-timeout must exceed).
+		flags:   []string{"--ready", "notify", "--stop-signal", "TERM", "--drain-timeout", "15s"},
+		files:   map[string]string{"app.py": wsgiApp},
+		command: []string{"gunicorn", "--chdir", "{{.Dir}}", "--workers", "2", "--worker-class", "gthread", "--threads", "8", "--graceful-timeout", "10", "app:app"},
+		slow:    true,
+		rate:    300,
+	},
+	"uvicorn": {
+		// Debian's module, run by Debian's python3 (not whichever python3
+		// is first on PATH): the package installs no uvicorn command.
+		pkg: "python3-uvicorn", bin: "/usr/bin/python3", probe: []string{"/usr/bin/python3", "-c", "import uvicorn"},
+		version: []string{"/usr/bin/python3", "-m", "uvicorn", "--version"},
+		mode:    hotswap.ModeHandoff,
+		// uvicorn takes the socket as --fd 3, sends no READY=1 and has
+		// no address private to one generation: a delay it is. In
+		// handoff mode an early "ready" costs latency, never a request:
+		// the old generation keeps accepting until it is told to stop,
+		// and the shared queue holds what arrives meanwhile.
+		flags:   []string{"--ready", "delay=1s", "--stop-signal", "TERM", "--drain-timeout", "15s"},
+		files:   map[string]string{"app.py": asgiApp},
+		command: []string{"/usr/bin/python3", "-m", "uvicorn", "--fd", "3", "--app-dir", "{{.Dir}}", "--no-access-log", "app:app"},
+		slow:    true,
+		rate:    300,
+	},
+	"puma": {
+		pkg: "puma", bin: "puma", version: []string{"puma", "--version"},
+		mode: hotswap.ModeHandoff,
+		// puma takes LISTEN_FDS (systemd socket activation) for the bind
+		// of the same address, and sends READY=1 once booted (needs the
+		// sd_notify gem: Debian's ruby-sd-notify).
+		flags:   []string{"--ready", "notify", "--stop-signal", "TERM", "--drain-timeout", "15s"},
+		files:   map[string]string{"config.ru": rackApp},
+		command: []string{"puma", "--bind", "tcp://{{.Addr}}", "--threads", "8:8", "--dir", "{{.Dir}}", "--quiet", "{{.Dir}}/config.ru"},
+		slow:    true,
+		rate:    300,
+	},
+}
+
+func TestNginxReuseport(t *testing.T)   { testServer(t, "nginx-reuseport") }
+func TestNginxHandoff(t *testing.T)     { testServer(t, "nginx-handoff") }
+func TestHAProxyHandoff(t *testing.T)   { testServer(t, "haproxy-handoff") }
+func TestHAProxyReuseport(t *testing.T) { testServer(t, "haproxy-reuseport") }
+func TestGunicorn(t *testing.T)         { testServer(t, "gunicorn") }
+func TestUvicorn(t *testing.T)          { testServer(t, "uvicorn") }
+func TestPuma(t *testing.T)             { testServer(t, "puma") }
+
+// testServer runs one row: the server under hotswap as PID 1, swaps swaps
+// under load, then the checks and the RESULT line.
+func testServer(t *testing.T, name string) {
+	srv := servers[name]
+	srv.name = name
+	if _, err := exec.LookPath(srv.bin); err != nil {
+		t.Skipf("%s is not installed (Debian package %s; hack/install-test-deps.sh installs it): %v", srv.bin, srv.pkg, err)
+	}
+	if len(srv.probe) > 0 {
+		if out, err := exec.Command(srv.probe[0], srv.probe[1:]...).CombinedOutput(); err != nil {
+			t.Skipf("%s: %v: %s (Debian package %s; hack/install-test-deps.sh installs it)", strings.Join(srv.probe, " "), err, out, srv.pkg)
+		}
+	}
+	if !swaptest.InNetns(t) {
+		return
+	}
+	start := time.Now()
+	if srv.mode == hotswap.ModeReuseport {
+		swaptest.SetMigrateReq(t, true)
+	}
+	p, version, flags := startServer(t, srv)
+	cfg := swaptest.MixedLoad(p.Addr, 5*time.Minute)
+	cfg.Rate = srv.rate
+	if !srv.slow {
+		cfg.SlowFraction = 0
+	}
+	r := swaptest.StartLoad(t, p, cfg)
+	run := swaptest.RunSwaps(t, p, r.MarkSwap, swaps, 300*time.Millisecond)
+	waitDrains(t, p, srv) // the last drain, under load
+	// Only new connections must never fail; keep-alive failures are the
+	// server's drain behaviour, measured below.
+	rep := swaptest.FinishLoadExcept(t, r, func(a load.Attempt) bool { return a.Class != load.NewConn })
+
+	checkDrains(t, p, srv)
+	var ready time.Duration
+	for _, res := range run.Results {
+		ready += res.Duration
+	}
+	ka, ip := rep.KeepAlive, rep.IdlePool
+	t.Logf("RESULT | %s | %s | %s | %s | %d / %d new-connection, %d / %d all | keep-alive: %d failed (%s) of %d, %d reconnects (%d server close, %d after error); idle pool: %d failed, %d stale | mean trigger→ready %v | test %v",
+		name, version, srv.mode, strings.ReplaceAll(flagValue(flags, "--ready"), p.Dir+"/", ""),
+		rep.NewConn.Failures.Total(), rep.NewConn.Attempts, rep.Failures.Total(), rep.Attempts,
+		ka.Failures.Total(), ka.Failures, ka.Attempts, ka.Reconnects.Total(), ka.Reconnects.ServerClose, ka.Reconnects.Error,
+		ip.Failures.Total(), ip.Reconnects.Stale,
+		(ready / time.Duration(len(run.Results))).Round(time.Millisecond), time.Since(start).Round(time.Second))
+}
+
+// startServer writes the server's files, starts it under hotswap and
+// returns the pod, the server's version and hotswap's flags.
+func startServer(t *testing.T, srv server) (*swaptest.Pod, string, []string) {
+	t.Helper()
+	dir := swaptest.NewDir(t)
+	addr := swaptest.FreeAddr(t)
+	host, port, _ := strings.Cut(addr, ":")
+	data := tmplData{Dir: dir, Addr: addr, Host: host, Port: port}
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range srv.files {
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".sh") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(render(t, text, data)), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var flags, command []string
+	for _, f := range srv.flags {
+		flags = append(flags, render(t, f, data))
+	}
+	for _, c := range srv.command {
+		command = append(command, render(t, c, data))
+	}
+	out, _ := exec.Command(srv.version[0], srv.version[1:]...).CombinedOutput()
+	version := reVersion.FindString(string(out))
+	p := swaptest.StartPod(t, swaptest.PodConfig{Mode: srv.mode, Flags: flags, Command: command, Dir: dir, Addr: addr})
+	return p, version, flags
+}
+
+func render(t *testing.T, text string, data tmplData) string {
+	t.Helper()
+	tm, err := template.New("").Parse(text)
+	if err != nil {
+		t.Fatalf("template %q: %v", text, err)
+	}
+	var b bytes.Buffer
+	if err := tm.Execute(&b, data); err != nil {
+		t.Fatalf("template %q: %v", text, err)
+	}
+	return b.String()
+}
+
+// waitDrains waits until every old generation has exited, or until
+// --drain-timeout (and a little) has passed since the last swap.
+func waitDrains(t *testing.T, p *swaptest.Pod, srv server) {
+	t.Helper()
+	d, err := time.ParseDuration(strings.TrimPrefix(flagValue(srv.flags, "--drain-timeout"), "--drain-timeout "))
+	if err != nil {
+		t.Fatalf("%s: the recipe needs a --drain-timeout: %v", srv.name, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d+5*time.Second)
+	defer cancel()
+	for drained(p) < swaps && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // answers after the last drain
+}
+
+// drained counts the old generations that exited, by themselves or killed.
+func drained(p *swaptest.Pod) int {
+	n := 0
+	for _, l := range p.Logs() {
+		if l.Msg == "drained" {
+			n++
+		}
+	}
+	return n
+}
+
+// checkDrains fails the test when an old generation had to be killed at
+// --drain-timeout: the recipe's stop signal must make the server drain and
+// exit by itself.
+func checkDrains(t *testing.T, p *swaptest.Pod, srv server) {
+	t.Helper()
+	drained := 0
+	for _, l := range p.Logs() {
+		switch {
+		case strings.HasPrefix(l.Msg, "drain deadline passed"):
+			t.Errorf("%s: generation %d did not exit within --drain-timeout after its stop signal", srv.name, l.Int("generation"))
+		case l.Msg == "drained":
+			drained++
+		}
+	}
+	if drained < swaps {
+		t.Errorf("%s: %d old generations drained, want %d (one per swap)", srv.name, drained, swaps)
+	}
+}
+
+// flagValue is the value following name in flags.
+func flagValue(flags []string, name string) string {
+	for i, f := range flags {
+		if f == name && i+1 < len(flags) {
+			return f + " " + flags[i+1]
+		}
+	}
+	return fmt.Sprintf("(no %s)", name)
+}
