@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the e2e tests drive, only those missing, quietly;
+# hack/test.sh runs it. Idempotent: a second run installs nothing and never
+# touches the network. Tests whose package is still missing skip and say why.
+#
+#   nginx haproxy gunicorn python3-uvicorn puma ruby-sd-notify
+#                      the servers of e2e/servers (docs/servers.md)
+set -euo pipefail
+
+pkgs=(nginx haproxy gunicorn python3-uvicorn puma ruby-sd-notify)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install-test-deps: not root; missing ${missing[*]}: the tests that need them will skip" >&2
+  exit 0
+fi
+echo "installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# No recommends: only the servers, not their optional helpers. Package
+# scripts must not start the servers as host services: policy-rc.d says no.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
