@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
+	"github.com/hotswap-dev/hotswap/hotswap/listenenv"
 )
 
 // Mode says who owns the listening sockets.
@@ -183,6 +184,9 @@ type Config struct {
 	// tells the older ones to hand it their idle keep-alive connections
 	// (see hotswap/handoff.go and docs/handoff.md).
 	HandoffKeepAlive bool
+	// ListenEnv presents the listeners in a server's own form, e.g.
+	// NGINX="3;" (--listen-env; see package listenenv).
+	ListenEnv []listenenv.Var
 	// RuntimeDir holds the control socket and the notify sockets.
 	RuntimeDir string
 	// ControlSocket is the control socket's path; empty: RuntimeDir/control.sock.
@@ -290,6 +294,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Mode == ModeReuseport && len(c.Listeners) > 0 {
 		return badField("listen", "not with mode reuseport: in reuseport mode the server binds its own socket; drop --listen or use --mode handoff")
+	}
+	if _, err := c.listenEnv(); err != nil {
+		return &FieldError{Key: "listen-env", Err: err}
 	}
 	if c.SwapSignal == c.StopSignal || c.SwapSignal == syscall.SIGTERM || c.SwapSignal == syscall.SIGINT {
 		return badField("swap-signal", "%s: must differ from TERM, INT and the stop signal", entrypoint.SignalName(c.SwapSignal))

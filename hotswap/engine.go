@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
+	"github.com/hotswap-dev/hotswap/hotswap/listenenv"
 	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
 
@@ -141,6 +142,11 @@ func NewWithRuntime(cfg Config, rt Runtime) (*Engine, error) {
 		}
 		e.baseEnv = append(e.baseEnv, kv)
 	}
+	listenEnv, err := cfg.listenEnv()
+	if err != nil {
+		return nil, err
+	}
+	e.baseEnv = listenenv.Override(e.baseEnv, listenEnv)
 	e.token = instanceToken()
 	if err := checkRuntimeDirFlag(cfg.RuntimeDir); err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
 	"github.com/hotswap-dev/hotswap/hotswap"
+	"github.com/hotswap-dev/hotswap/hotswap/listenenv"
 )
 
 // runOptions are the core flags of `hotswap run`, one field each, as the
@@ -21,6 +22,7 @@ import (
 type runOptions struct {
 	config         string
 	listen         []string
+	listenEnv      []string
 	mode           string
 	ready          string
 	notifyAccess   string
@@ -44,6 +46,7 @@ func (o *runOptions) addFlags(f *pflag.FlagSet) {
 	d := hotswap.Defaults()
 	f.StringVar(&o.config, "config", "", "YAML file with any of these flags as keys (flag > HOTSWAP_* env > file > default)")
 	f.StringSliceVar(&o.listen, "listen", nil, "NAME=tcp://HOST:PORT or NAME=unix:///PATH: bind once, pass to every generation as fd 3.. (repeatable)")
+	f.StringArrayVar(&o.listenEnv, "listen-env", nil, "NAME=TEMPLATE: give every generation NAME rendered from the listeners' fds, for servers that take inherited sockets in their own form, e.g. 'NGINX={{range .}}{{.FD}};{{end}}' (repeatable; see docs/servers.md)")
 	f.StringVar(&o.mode, "mode", string(d.Mode), "handoff: hotswap owns the sockets; reuseport: the server binds its own with SO_REUSEPORT")
 	f.StringVar(&o.ready, "ready", "", "when a new generation is ready: notify, http=URL, tcp=HOST:PORT, exec=CMD, delay=DUR (default notify with --listen or reuseport mode, else delay=0s)")
 	f.StringVar(&o.notifyAccess, "notify-access", "main", "who may send READY=1: main (the generation's main PID) or all (any process of its group)")
@@ -95,6 +98,13 @@ func (o *runOptions) hotswapConfig(s *settings, args []string) (hotswap.Config, 
 			return cfg, s.bad("listen", err)
 		}
 		cfg.Listeners = append(cfg.Listeners, ls)
+	}
+	for _, e := range o.listenEnv {
+		v, err := listenenv.Parse(e)
+		if err != nil {
+			return cfg, s.bad("listen-env", err)
+		}
+		cfg.ListenEnv = append(cfg.ListenEnv, v)
 	}
 	if cfg.Mode, err = hotswap.ParseMode(o.mode); err != nil {
 		return cfg, s.bad("mode", err)

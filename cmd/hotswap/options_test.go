@@ -213,3 +213,46 @@ func TestInstallSelf(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// --listen-env keeps each value whole (a template may hold commas), from a
+// list in the config file and from HOTSWAP_LISTEN_ENV, and a bad one is a
+// usage error naming the flag.
+func TestListenEnvValues(t *testing.T) {
+	nginx := "NGINX={{range .}}{{.FD}};{{end}}"
+	fds := "FDS={{range $i, $l := .}}{{if $i}},{{end}}{{$l.FD}}{{end}}"
+	strs := func(cfg hotswap.Config) string {
+		var got []string
+		for _, v := range cfg.ListenEnv {
+			got = append(got, v.String())
+		}
+		return strings.Join(got, " ")
+	}
+	file := writeConfig(t, "listen: [http=tcp://127.0.0.1:0]\nlisten-env:\n  - '"+nginx+"'\n  - '"+fds+"'\n")
+	cfg, err := load(t, "--config", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strs(cfg), nginx+" "+fds; got != want {
+		t.Errorf("listen-env from the file = %q, want %q", got, want)
+	}
+	t.Setenv("HOTSWAP_LISTEN_ENV", fds)
+	if cfg, err = load(t, "--listen", "http=tcp://127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strs(cfg); got != fds {
+		t.Errorf("listen-env from the environment = %q, want %q", got, fds)
+	}
+	for _, tc := range []struct {
+		args []string
+		why  string
+	}{
+		{[]string{"--listen-env", "LISTEN_PID=1"}, "hotswap sets LISTEN_PID"},
+		{[]string{"--listen", "http=tcp://127.0.0.1:0", "--listen-env", `A={{fd "admin"}}`}, `no --listen named "admin"`},
+		{[]string{"--mode", "reuseport", "--listen-env", nginx}, "needs --listen"},
+	} {
+		_, err = load(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), "listen-env") || !strings.Contains(err.Error(), tc.why) {
+			t.Errorf("%q: %v, want a usage error naming listen-env and saying %q", tc.args, err, tc.why)
+		}
+	}
+}

@@ -96,6 +96,22 @@ func (s *settings) readFile(path string) error {
 // scalar or list) with the flag's own parser. A list replaces the flag's
 // default instead of appending to it.
 func set(f *pflag.Flag, val any) error {
+	if sv, ok := f.Value.(pflag.SliceValue); ok && f.Value.Type() == "stringArray" {
+		// Each item whole, commas and all (a --listen-env template may
+		// hold commas): a file's list item by item, a variable as one.
+		var items []string
+		switch x := val.(type) {
+		case nil:
+			return nil
+		case []any:
+			for _, p := range x {
+				items = append(items, fmt.Sprint(p))
+			}
+		default:
+			items = []string{fmt.Sprint(x)}
+		}
+		return sv.Replace(items)
+	}
 	var s string
 	switch x := val.(type) {
 	case nil:

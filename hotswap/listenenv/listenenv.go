@@ -123,3 +123,24 @@ func reserved(name string) bool {
 	}
 	return strings.HasPrefix(name, "HOTSWAP_")
 }
+
+// Override returns env with every rendered NAME=VALUE replacing a variable
+// of the same name: getenv(3) returns the first match, so a stale value
+// inherited from hotswap's own environment must not stay in front.
+func Override(env, rendered []string) []string {
+	if len(rendered) == 0 {
+		return env
+	}
+	set := make(map[string]bool, len(rendered))
+	for _, kv := range rendered {
+		k, _, _ := strings.Cut(kv, "=")
+		set[k] = true
+	}
+	out := make([]string, 0, len(env)+len(rendered))
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); !set[k] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, rendered...)
+}

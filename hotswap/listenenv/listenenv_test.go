@@ -78,3 +78,14 @@ func TestRenderErrors(t *testing.T) {
 		t.Errorf("Render(nil, nil) = %q, %v; want nothing", got, err)
 	}
 }
+
+func TestOverride(t *testing.T) {
+	env := []string{"PATH=/bin", "NGINX=9;", "HOME=/root"}
+	got := Override(env, []string{"NGINX=3;"})
+	if want := []string{"PATH=/bin", "HOME=/root", "NGINX=3;"}; !slices.Equal(got, want) {
+		t.Errorf("Override = %q, want %q", got, want)
+	}
+	if got := Override(env, nil); !slices.Equal(got, env) {
+		t.Errorf("Override with nothing rendered = %q, want env unchanged", got)
+	}
+}
