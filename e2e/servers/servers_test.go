@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"text/template"
@@ -43,6 +46,15 @@ type server struct {
 	// slow: the application answers /?sleep=DUR after DUR, so the load
 	// keeps requests in flight across every swap.
 	slow bool
+	// newConnLoss, when set, says why this server loses requests on new
+	// connections at a swap whatever its supervisor does: they are then
+	// measured and reported like keep-alive failures, not asserted. Every
+	// other check (each swap succeeds, each old generation drains by
+	// itself) still holds.
+	newConnLoss string
+	// proof, if set, must appear in the server's output: it shows the
+	// server took the passed socket the way the recipe says.
+	proof string
 	// rate paces the load (attempts per second over all clients): the
 	// interpreted servers get less on two shared cores.
 	rate float64
@@ -167,6 +179,7 @@ var servers = map[string]server{
 			"nginx.conf":        strings.ReplaceAll(nginxConf, "LISTEN_OPTS", ""),
 			"ready-children.sh": readyChildren,
 		},
+		proof:   `using inherited sockets from "3;"`,
 		command: []string{"nginx", "-p", "{{.Dir}}", "-c", "{{.Dir}}/nginx.conf", "-e", "stderr"},
 		rate:    1000,
 	},
@@ -214,11 +227,16 @@ var servers = map[string]server{
 		// handoff mode an early "ready" costs latency, never a request:
 		// the old generation keeps accepting until it is told to stop,
 		// and the shared queue holds what arrives meanwhile.
-		flags:   []string{"--ready", "delay=1s", "--stop-signal", "TERM", "--drain-timeout", "15s"},
-		files:   map[string]string{"app.py": asgiApp},
-		command: []string{"/usr/bin/python3", "-m", "uvicorn", "--fd", "3", "--app-dir", "{{.Dir}}", "--no-access-log", "app:app"},
-		slow:    true,
-		rate:    300,
+		flags: []string{"--ready", "delay=1s", "--stop-signal", "TERM", "--drain-timeout", "15s"},
+		files: map[string]string{"app.py": asgiApp},
+		// Its graceful shutdown closes every connection without a request
+		// in progress at once — including one it accepted an instant
+		// before and has not read yet, which the client sees reset
+		// (uvicorn/server.py shutdown → protocols/http/*_impl.py shutdown).
+		newConnLoss: "uvicorn closes connections it accepted but has not read from yet when it stops (reset)",
+		command:     []string{"/usr/bin/python3", "-m", "uvicorn", "--fd", "3", "--app-dir", "{{.Dir}}", "--no-access-log", "app:app"},
+		slow:        true,
+		rate:        300,
 	},
 	"puma": {
 		pkg: "puma", bin: "puma", version: []string{"puma", "--version"},
@@ -234,17 +252,36 @@ var servers = map[string]server{
 	},
 }
 
-func TestNginxReuseport(t *testing.T)   { testServer(t, "nginx-reuseport") }
-func TestNginxHandoff(t *testing.T)     { testServer(t, "nginx-handoff") }
-func TestHAProxyHandoff(t *testing.T)   { testServer(t, "haproxy-handoff") }
-func TestHAProxyReuseport(t *testing.T) { testServer(t, "haproxy-reuseport") }
-func TestGunicorn(t *testing.T)         { testServer(t, "gunicorn") }
-func TestUvicorn(t *testing.T)          { testServer(t, "uvicorn") }
-func TestPuma(t *testing.T)             { testServer(t, "puma") }
+func TestNginxReuseport(t *testing.T)   { testServer(t, "nginx-reuseport", swaps) }
+func TestNginxHandoff(t *testing.T)     { testServer(t, "nginx-handoff", swaps) }
+func TestHAProxyHandoff(t *testing.T)   { testServer(t, "haproxy-handoff", swaps) }
+func TestHAProxyReuseport(t *testing.T) { testServer(t, "haproxy-reuseport", swaps) }
+func TestGunicorn(t *testing.T)         { testServer(t, "gunicorn", swaps) }
+func TestUvicorn(t *testing.T)          { testServer(t, "uvicorn", swaps) }
+func TestPuma(t *testing.T)             { testServer(t, "puma", swaps) }
 
-// testServer runs one row: the server under hotswap as PID 1, swaps swaps
+// BenchmarkServers is the long run of every row: 100 swaps each
+// (HOTSWAP_SERVERS_SWAPS overrides), one sub-benchmark per server:
+//
+//	go test -run '^$' -bench BenchmarkServers -benchtime 1x -timeout 1h ./e2e/servers
+func BenchmarkServers(b *testing.B) {
+	n := 100
+	if s := os.Getenv("HOTSWAP_SERVERS_SWAPS"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 {
+			b.Fatalf("HOTSWAP_SERVERS_SWAPS=%q: want a positive number", s)
+		}
+		n = v
+	}
+	names := slices.Sorted(maps.Keys(servers))
+	for _, name := range names {
+		b.Run(name, func(b *testing.B) { testServer(b, name, n) })
+	}
+}
+
+// testServer runs one row: the server under hotswap as PID 1, n swaps
 // under load, then the checks and the RESULT line.
-func testServer(t *testing.T, name string) {
+func testServer(t testing.TB, name string, n int) {
 	srv := servers[name]
 	srv.name = name
 	if _, err := exec.LookPath(srv.bin); err != nil {
@@ -269,20 +306,26 @@ func testServer(t *testing.T, name string) {
 		cfg.SlowFraction = 0
 	}
 	r := swaptest.StartLoad(t, p, cfg)
-	run := swaptest.RunSwaps(t, p, r.MarkSwap, swaps, 300*time.Millisecond)
-	waitDrains(t, p, srv) // the last drain, under load
+	run := swaptest.RunSwaps(t, p, r.MarkSwap, n, 300*time.Millisecond)
+	waitDrains(t, p, srv, n) // the last drain, under load
 	// Only new connections must never fail; keep-alive failures are the
 	// server's drain behaviour, measured below.
-	rep := swaptest.FinishLoadExcept(t, r, func(a load.Attempt) bool { return a.Class != load.NewConn })
+	rep := swaptest.FinishLoadExcept(t, r, func(a load.Attempt) bool { return a.Class != load.NewConn || srv.newConnLoss != "" })
+	if n := rep.NewConn.Failures.Total(); n > 0 && srv.newConnLoss != "" {
+		t.Logf("KNOWN: %d requests on new connections failed: %s", n, srv.newConnLoss)
+	}
 
-	checkDrains(t, p, srv)
+	checkDrains(t, p, srv, n)
+	if srv.proof != "" && !strings.Contains(p.Output(), srv.proof) {
+		t.Errorf("%s: the server never said %q: it did not take the passed socket", name, srv.proof)
+	}
 	var ready time.Duration
 	for _, res := range run.Results {
 		ready += res.Duration
 	}
 	ka, ip := rep.KeepAlive, rep.IdlePool
-	t.Logf("RESULT | %s | %s | %s | %s | %d / %d new-connection, %d / %d all | keep-alive: %d failed (%s) of %d, %d reconnects (%d server close, %d after error); idle pool: %d failed, %d stale | mean trigger→ready %v | test %v",
-		name, version, srv.mode, strings.ReplaceAll(flagValue(flags, "--ready"), p.Dir+"/", ""),
+	t.Logf("RESULT | %s | %s | %s | %s | %d swaps | %d / %d new-connection, %d / %d all | keep-alive: %d failed (%s) of %d, %d reconnects (%d server close, %d after error); idle pool: %d failed, %d stale | mean trigger→ready %v | test %v",
+		name, version, srv.mode, strings.ReplaceAll(flagValue(flags, "--ready"), p.Dir+"/", ""), len(run.Results),
 		rep.NewConn.Failures.Total(), rep.NewConn.Attempts, rep.Failures.Total(), rep.Attempts,
 		ka.Failures.Total(), ka.Failures, ka.Attempts, ka.Reconnects.Total(), ka.Reconnects.ServerClose, ka.Reconnects.Error,
 		ip.Failures.Total(), ip.Reconnects.Stale,
@@ -291,7 +334,7 @@ func testServer(t *testing.T, name string) {
 
 // startServer writes the server's files, starts it under hotswap and
 // returns the pod, the server's version and hotswap's flags.
-func startServer(t *testing.T, srv server) (*swaptest.Pod, string, []string) {
+func startServer(t testing.TB, srv server) (*swaptest.Pod, string, []string) {
 	t.Helper()
 	dir := swaptest.NewDir(t)
 	addr := swaptest.FreeAddr(t)
@@ -322,7 +365,7 @@ func startServer(t *testing.T, srv server) (*swaptest.Pod, string, []string) {
 	return p, version, flags
 }
 
-func render(t *testing.T, text string, data tmplData) string {
+func render(t testing.TB, text string, data tmplData) string {
 	t.Helper()
 	tm, err := template.New("").Parse(text)
 	if err != nil {
@@ -337,7 +380,7 @@ func render(t *testing.T, text string, data tmplData) string {
 
 // waitDrains waits until every old generation has exited, or until
 // --drain-timeout (and a little) has passed since the last swap.
-func waitDrains(t *testing.T, p *swaptest.Pod, srv server) {
+func waitDrains(t testing.TB, p *swaptest.Pod, srv server, n int) {
 	t.Helper()
 	d, err := time.ParseDuration(strings.TrimPrefix(flagValue(srv.flags, "--drain-timeout"), "--drain-timeout "))
 	if err != nil {
@@ -345,7 +388,7 @@ func waitDrains(t *testing.T, p *swaptest.Pod, srv server) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d+5*time.Second)
 	defer cancel()
-	for drained(p) < swaps && ctx.Err() == nil {
+	for drained(p) < n && ctx.Err() == nil {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond) // answers after the last drain
@@ -365,7 +408,7 @@ func drained(p *swaptest.Pod) int {
 // checkDrains fails the test when an old generation had to be killed at
 // --drain-timeout: the recipe's stop signal must make the server drain and
 // exit by itself.
-func checkDrains(t *testing.T, p *swaptest.Pod, srv server) {
+func checkDrains(t testing.TB, p *swaptest.Pod, srv server, n int) {
 	t.Helper()
 	drained := 0
 	for _, l := range p.Logs() {
@@ -376,8 +419,8 @@ func checkDrains(t *testing.T, p *swaptest.Pod, srv server) {
 			drained++
 		}
 	}
-	if drained < swaps {
-		t.Errorf("%s: %d old generations drained, want %d (one per swap)", srv.name, drained, swaps)
+	if drained < n {
+		t.Errorf("%s: %d old generations drained, want %d (one per swap)", srv.name, drained, n)
 	}
 }
 
