@@ -241,12 +241,13 @@ var servers = map[string]server{
 	"puma": {
 		pkg: "puma", bin: "puma", version: []string{"puma", "--version"},
 		mode: hotswap.ModeHandoff,
-		// puma takes LISTEN_FDS (systemd socket activation) for the bind
-		// of the same address, and sends READY=1 once booted (needs the
-		// sd_notify gem: Debian's ruby-sd-notify).
+		// puma takes LISTEN_FDS (systemd socket activation); with
+		// --bind-to-activated-sockets only it serves exactly those, with
+		// no address to keep in step with --listen. It sends READY=1 once
+		// booted (needs the sd_notify gem: Debian's ruby-sd-notify).
 		flags:   []string{"--ready", "notify", "--stop-signal", "TERM", "--drain-timeout", "15s"},
 		files:   map[string]string{"config.ru": rackApp},
-		command: []string{"puma", "--bind", "tcp://{{.Addr}}", "--threads", "8:8", "--dir", "{{.Dir}}", "--quiet", "{{.Dir}}/config.ru"},
+		command: []string{"puma", "--bind-to-activated-sockets", "only", "--threads", "8:8", "--dir", "{{.Dir}}", "--quiet", "{{.Dir}}/config.ru"},
 		slow:    true,
 		rate:    300,
 	},
