@@ -3,11 +3,11 @@
 # hack/test.sh runs it. Idempotent: a second run installs nothing and never
 # touches the network. Tests whose package is still missing skip and say why.
 #
-#   nginx haproxy gunicorn python3-uvicorn puma ruby-sd-notify
+#   nginx haproxy caddy gunicorn python3-uvicorn puma ruby-sd-notify
 #                      the servers of e2e/servers (docs/servers.md)
 set -euo pipefail
 
-pkgs=(nginx haproxy gunicorn python3-uvicorn puma ruby-sd-notify)
+pkgs=(nginx haproxy caddy gunicorn python3-uvicorn puma ruby-sd-notify)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,5 +1,5 @@
 // Package servers is hotswap's compatibility matrix: real servers nobody
-// here wrote — nginx, HAProxy, gunicorn, uvicorn, puma — each as Debian
+// here wrote — nginx, HAProxy, Caddy, gunicorn, uvicorn, puma — each as Debian
 // packages it, with its own configuration, run under hotswap as PID 1 and
 // swapped 20 times under load (new-connection, keep-alive and long-idle
 // pooled clients; package e2e/load, which counts every attempt and never

@@ -111,6 +111,17 @@ frontend web
     http-request return status 200 content-type text/plain string "ok"
 `
 
+const caddyfile = `{
+	admin off
+	auto_https off
+	storage file_system {{.Dir}}/caddy-data
+	grace_period 10s
+}
+http://{{.Addr}} {
+	respond "ok"
+}
+`
+
 // wsgiApp, asgiApp and rackApp answer "ok", after ?sleep=DUR (e.g. 100ms)
 // if asked, naming the generation that answered (the load counts them).
 const wsgiApp = `import os, time
@@ -204,6 +215,20 @@ var servers = map[string]server{
 		command: []string{"haproxy", "-Ws", "-f", "{{.Dir}}/haproxy.cfg"},
 		rate:    1000,
 	},
+	"caddy-reuseport": {
+		pkg: "caddy", bin: "caddy", version: []string{"caddy", "version"},
+		mode: hotswap.ModeReuseport,
+		// Caddy binds with SO_REUSEPORT on Linux (for its own config
+		// reloads) and sends READY=1; TERM is its graceful stop, bounded
+		// by grace_period. 2.6 takes no inherited socket.
+		flags: []string{"--ready", "notify", "--stop-signal", "TERM", "--drain-timeout", "15s"},
+		files: map[string]string{"Caddyfile": caddyfile},
+		// env keeps the PID (sd_notify's main-PID check) and points
+		// 2.6's config autosave away from $HOME.
+		command: []string{"env", "XDG_CONFIG_HOME={{.Dir}}", "XDG_DATA_HOME={{.Dir}}",
+			"caddy", "run", "--config", "{{.Dir}}/Caddyfile", "--adapter", "caddyfile"},
+		rate: 1000,
+	},
 	"gunicorn": {
 		pkg: "gunicorn", bin: "gunicorn", version: []string{"gunicorn", "--version"},
 		mode: hotswap.ModeHandoff,
@@ -257,6 +282,7 @@ func TestNginxReuseport(t *testing.T)   { testServer(t, "nginx-reuseport", swaps
 func TestNginxHandoff(t *testing.T)     { testServer(t, "nginx-handoff", swaps) }
 func TestHAProxyHandoff(t *testing.T)   { testServer(t, "haproxy-handoff", swaps) }
 func TestHAProxyReuseport(t *testing.T) { testServer(t, "haproxy-reuseport", swaps) }
+func TestCaddyReuseport(t *testing.T)   { testServer(t, "caddy-reuseport", swaps) }
 func TestGunicorn(t *testing.T)         { testServer(t, "gunicorn", swaps) }
 func TestUvicorn(t *testing.T)          { testServer(t, "uvicorn", swaps) }
 func TestPuma(t *testing.T)             { testServer(t, "puma", swaps) }
