@@ -197,22 +197,26 @@ var servers = map[string]server{
 	"haproxy-handoff": {
 		pkg: "haproxy", bin: "haproxy", version: []string{"haproxy", "-v"},
 		mode: hotswap.ModeHandoff,
-		// -Ws: master-worker with sd_notify; USR1 is HAProxy's soft stop.
-		flags: []string{"--ready", "notify", "--stop-signal", "USR1", "--drain-timeout", "15s"},
+		// One process (-db), no master: USR1, HAProxy's soft stop, goes
+		// straight to the process that serves. Master-worker mode (-Ws)
+		// would send READY=1, but its master re-executes itself right
+		// after that, and a stop signal in that window is lost (a drain
+		// that never ends) or kills it (docs/servers.md#haproxy).
+		flags: []string{"--ready", "delay=1s", "--stop-signal", "USR1", "--drain-timeout", "15s"},
 		files: map[string]string{
 			"haproxy.cfg": strings.ReplaceAll(haproxyConf, "{{.Bind}}", "fd@3"),
 		},
-		command: []string{"haproxy", "-Ws", "-f", "{{.Dir}}/haproxy.cfg"},
+		command: []string{"haproxy", "-db", "-f", "{{.Dir}}/haproxy.cfg"},
 		rate:    1000,
 	},
 	"haproxy-reuseport": {
 		pkg: "haproxy", bin: "haproxy", version: []string{"haproxy", "-v"},
 		mode:  hotswap.ModeReuseport,
-		flags: []string{"--ready", "notify", "--stop-signal", "USR1", "--drain-timeout", "15s"},
+		flags: []string{"--ready", "delay=1s", "--stop-signal", "USR1", "--drain-timeout", "15s"},
 		files: map[string]string{
 			"haproxy.cfg": strings.ReplaceAll(haproxyConf, "{{.Bind}}", "{{.Addr}}"),
 		},
-		command: []string{"haproxy", "-Ws", "-f", "{{.Dir}}/haproxy.cfg"},
+		command: []string{"haproxy", "-db", "-f", "{{.Dir}}/haproxy.cfg"},
 		rate:    1000,
 	},
 	"caddy-reuseport": {
