@@ -1,41 +1,28 @@
 package hotswap
 
 import (
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hotswap-dev/hotswap/hotswap/listenenv"
-	// The test binary is the exec shim of generations with listeners.
-	_ "github.com/hotswap-dev/hotswap/reuseport/shim"
 )
 
 // A generation sees --listen-env rendered from the listeners' descriptors,
 // in place of a stale value in hotswap's own environment.
 func TestListenEnvReachesGeneration(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "env")
 	v, err := listenenv.Parse("NGINX={{range .}}{{.FD}};{{end}}")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, stop := startEngine(t, sh(`printf %s "$NGINX" > `+out+`; exec sleep 60`, "v1"), func(c *Config) {
+	h := newHarness(t, func(c *Config) {
 		c.Listeners = []ListenSpec{{Name: "http", URL: "tcp://127.0.0.1:0"}, {Name: "admin", URL: "tcp://127.0.0.1:0"}}
 		c.ListenEnv = []listenenv.Var{v}
-		c.Env = append(os.Environ(), "NGINX=9;")
-	})
-	defer stop()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b, _ := os.ReadFile(out)
-		if string(b) == "3;4;" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("generation saw NGINX=%q, want 3;4;", b)
-		}
-		time.Sleep(10 * time.Millisecond)
+		c.Env = []string{"PATH=/usr/bin:/bin", "NGINX=9;"}
+	}).start()
+	env := h.proc(1).spec.Env
+	if !slices.Contains(env, "NGINX=3;4;") || slices.Contains(env, "NGINX=9;") {
+		t.Fatalf("generation environment %q: want NGINX=3;4; and no stale NGINX", env)
 	}
 }
 
@@ -45,8 +32,10 @@ func TestListenEnvNeedsListeners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Release: sh("exec sleep 60", "v1"), Mode: ModeReuseport, ListenEnv: []listenenv.Var{v}, RuntimeDir: t.TempDir()}
-	if _, err := New(cfg, reaper(t)); err == nil || !strings.Contains(err.Error(), "needs --listen") {
-		t.Fatalf("New with --listen-env in reuseport mode: %v, want it refused", err)
+	cfg := testConfig(t)
+	cfg.Mode = ModeReuseport
+	cfg.ListenEnv = []listenenv.Var{v}
+	if _, err := NewWithRuntime(cfg, newFakeRuntime()); err == nil || !strings.Contains(err.Error(), "needs --listen") {
+		t.Fatalf("--listen-env in reuseport mode: %v, want it refused", err)
 	}
 }
