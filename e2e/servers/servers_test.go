@@ -342,8 +342,8 @@ func testServer(t testing.TB, name string, n int) {
 	// Only new connections must never fail; keep-alive failures are the
 	// server's drain behaviour, measured below.
 	rep := swaptest.FinishLoadExcept(t, r, func(a load.Attempt) bool { return a.Class != load.NewConn || srv.newConnLoss != "" })
-	if n := rep.NewConn.Failures.Total(); n > 0 && srv.newConnLoss != "" {
-		t.Logf("KNOWN: %d requests on new connections failed: %s", n, srv.newConnLoss)
+	if lost := rep.NewConn.Failures.Total(); lost > 0 && srv.newConnLoss != "" {
+		t.Logf("KNOWN: %d requests on new connections failed: %s", lost, srv.newConnLoss)
 	}
 
 	checkDrains(t, p, srv, n)
