@@ -166,59 +166,10 @@ run lambda { |env|
 
 // servers is the matrix. Each recipe is the one docs/servers.md gives.
 var servers = map[string]server{
-	"nginx-reuseport": {
-		pkg: "nginx", bin: "nginx", version: []string{"nginx", "-v"},
-		mode: hotswap.ModeReuseport,
-		// QUIT is nginx's graceful stop: workers stop accepting, finish
-		// their requests, close idle keep-alive connections and exit.
-		flags: []string{"--ready", "exec={{.Dir}}/ready-children.sh", "--stop-signal", "QUIT", "--drain-timeout", "10s"},
-		files: map[string]string{
-			"nginx.conf":        strings.ReplaceAll(nginxConf, "LISTEN_OPTS", " reuseport"),
-			"ready-children.sh": readyChildren,
-		},
-		command: []string{"nginx", "-p", "{{.Dir}}", "-c", "{{.Dir}}/nginx.conf", "-e", "stderr"},
-		rate:    1000,
-	},
-	"nginx-handoff": {
-		pkg: "nginx", bin: "nginx", version: []string{"nginx", "-v"},
-		mode: hotswap.ModeHandoff,
-		// nginx takes inherited sockets in its own variable, NGINX="3;4;"
-		// (its binary-upgrade protocol), matched to `listen` by address.
-		flags: []string{"--listen-env", "NGINX={{`{{range .}}{{.FD}};{{end}}`}}",
-			"--ready", "exec={{.Dir}}/ready-children.sh", "--stop-signal", "QUIT", "--drain-timeout", "10s"},
-		files: map[string]string{
-			"nginx.conf":        strings.ReplaceAll(nginxConf, "LISTEN_OPTS", ""),
-			"ready-children.sh": readyChildren,
-		},
-		proof:   `using inherited sockets from "3;"`,
-		command: []string{"nginx", "-p", "{{.Dir}}", "-c", "{{.Dir}}/nginx.conf", "-e", "stderr"},
-		rate:    1000,
-	},
-	"haproxy-handoff": {
-		pkg: "haproxy", bin: "haproxy", version: []string{"haproxy", "-v"},
-		mode: hotswap.ModeHandoff,
-		// One process (-db), no master: USR1, HAProxy's soft stop, goes
-		// straight to the process that serves. Master-worker mode (-Ws)
-		// would send READY=1, but its master re-executes itself right
-		// after that, and a stop signal in that window is lost (a drain
-		// that never ends) or kills it (docs/servers.md#haproxy).
-		flags: []string{"--ready", "delay=1s", "--stop-signal", "USR1", "--drain-timeout", "15s"},
-		files: map[string]string{
-			"haproxy.cfg": strings.ReplaceAll(haproxyConf, "{{.Bind}}", "fd@3"),
-		},
-		command: []string{"haproxy", "-db", "-f", "{{.Dir}}/haproxy.cfg"},
-		rate:    1000,
-	},
-	"haproxy-reuseport": {
-		pkg: "haproxy", bin: "haproxy", version: []string{"haproxy", "-v"},
-		mode:  hotswap.ModeReuseport,
-		flags: []string{"--ready", "delay=1s", "--stop-signal", "USR1", "--drain-timeout", "15s"},
-		files: map[string]string{
-			"haproxy.cfg": strings.ReplaceAll(haproxyConf, "{{.Bind}}", "{{.Addr}}"),
-		},
-		command: []string{"haproxy", "-db", "-f", "{{.Dir}}/haproxy.cfg"},
-		rate:    1000,
-	},
+	"nginx-reuseport":   nginx(hotswap.ModeReuseport),
+	"nginx-handoff":     nginx(hotswap.ModeHandoff),
+	"haproxy-handoff":   haproxy(hotswap.ModeHandoff),
+	"haproxy-reuseport": haproxy(hotswap.ModeReuseport),
 	"caddy-reuseport": {
 		pkg: "caddy", bin: "caddy", version: []string{"caddy", "version"},
 		mode: hotswap.ModeReuseport,
@@ -280,6 +231,49 @@ var servers = map[string]server{
 		slow:    true,
 		rate:    300,
 	},
+}
+
+// nginx is one configuration in either mode: `listen … reuseport`, or the
+// socket hotswap passes, which nginx takes from its own variable
+// NGINX="3;" (its binary-upgrade protocol) and matches to `listen` by
+// address. QUIT is nginx's graceful stop: workers stop accepting, finish
+// their requests, close idle keep-alive connections and exit.
+func nginx(mode hotswap.Mode) server {
+	s := server{
+		pkg: "nginx", bin: "nginx", version: []string{"nginx", "-v"},
+		mode:    mode,
+		flags:   []string{"--ready", "exec={{.Dir}}/ready-children.sh", "--stop-signal", "QUIT", "--drain-timeout", "10s"},
+		command: []string{"nginx", "-p", "{{.Dir}}", "-c", "{{.Dir}}/nginx.conf", "-e", "stderr"},
+		rate:    1000,
+	}
+	opts := " reuseport"
+	if mode == hotswap.ModeHandoff {
+		opts = ""
+		s.flags = append([]string{"--listen-env", "NGINX={{`{{range .}}{{.FD}};{{end}}`}}"}, s.flags...)
+		s.proof = `using inherited sockets from "3;"`
+	}
+	s.files = map[string]string{"nginx.conf": strings.ReplaceAll(nginxConf, "LISTEN_OPTS", opts), "ready-children.sh": readyChildren}
+	return s
+}
+
+// haproxy runs one process (-db), no master, so USR1, HAProxy's soft stop,
+// goes straight to the process that serves: a master-worker (-Ws) master
+// sends READY=1 but can lose a stop signal soon after, or die of it
+// (docs/servers.md#haproxy). The socket: `bind fd@3`, or its own
+// SO_REUSEPORT bind (HAProxy's default).
+func haproxy(mode hotswap.Mode) server {
+	bind := "fd@3"
+	if mode == hotswap.ModeReuseport {
+		bind = "{{.Addr}}"
+	}
+	return server{
+		pkg: "haproxy", bin: "haproxy", version: []string{"haproxy", "-v"},
+		mode:    mode,
+		flags:   []string{"--ready", "delay=1s", "--stop-signal", "USR1", "--drain-timeout", "15s"},
+		files:   map[string]string{"haproxy.cfg": strings.ReplaceAll(haproxyConf, "{{.Bind}}", bind)},
+		command: []string{"haproxy", "-db", "-f", "{{.Dir}}/haproxy.cfg"},
+		rate:    1000,
+	}
 }
 
 func TestNginxReuseport(t *testing.T)   { testServer(t, "nginx-reuseport", swaps) }
