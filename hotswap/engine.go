@@ -30,10 +30,9 @@ var ErrShuttingDown = errors.New("hotswap is shutting down")
 // swap.go the swap state machine; generation.go a generation's start and
 // life; runtime.go and probe.go the side effects, behind the Runtime seam.
 type Engine struct {
-	cfg    Config
-	rt     Runtime
-	reaper *entrypoint.Reaper // nil with a Runtime not built on a reaper
-	log    *slog.Logger
+	cfg Config
+	rt  Runtime
+	log *slog.Logger
 
 	listeners []activation.NamedListener
 	runDir    string
@@ -101,12 +100,7 @@ type (
 // and creates the runtime directory. Nothing is started until Run.
 func New(cfg Config, reaper *entrypoint.Reaper) (*Engine, error) {
 	cfg.setDefaults()
-	e, err := NewWithRuntime(cfg, NewRuntime(reaper, cfg.Log))
-	if err != nil {
-		return nil, err
-	}
-	e.reaper = reaper
-	return e, nil
+	return NewWithRuntime(cfg, NewRuntime(reaper, cfg.Log))
 }
 
 // NewWithRuntime is New with every side effect going through rt.

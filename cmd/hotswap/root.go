@@ -154,12 +154,22 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, &hotswap.FieldError{Key: "log-level", Err: fmt.Errorf("%q: want debug, info, warn or error", level)}
 	}
-	ho := &slog.HandlerOptions{Level: lv}
+	ho := &slog.HandlerOptions{Level: lv, ReplaceAttr: readableDurations}
 	switch strings.ToLower(format) {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, ho)).With("component", "hotswap"), nil
+		return slog.New(withComponent(slog.NewTextHandler(w, ho), "hotswap")), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, ho)).With("component", "hotswap"), nil
+		return slog.New(withComponent(slog.NewJSONHandler(w, ho), "hotswap")), nil
 	}
 	return nil, &hotswap.FieldError{Key: "log-format", Err: fmt.Errorf("%q: want text or json", format)}
+}
+
+// readableDurations writes durations as Go durations ("1.5s") in every
+// format: slog's JSON handler would write nanoseconds. `hotswap status -o
+// json` follows the same convention.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
