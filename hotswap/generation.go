@@ -26,6 +26,7 @@ type generation struct {
 	notify     *activation.NotifySocket
 	handoff    string             // its handoff socket path (--handoff-keepalive), or ""
 	cancel     context.CancelFunc // stops the readiness probe and notify reader
+	slowStart  Timer              // warns while a first generation is not ready (pid1.go)
 }
 
 // legalMoves is the whole life of a generation. It only moves forward:
@@ -66,7 +67,7 @@ func (e *Engine) setState(g *generation, to GenState) {
 
 func (g *generation) statusOf() GenerationStatus {
 	return GenerationStatus{
-		Generation: g.id, Version: g.release.Version, PID: g.proc.PID(),
+		Generation: g.id, Version: g.release.Version, Path: g.release.Path, PID: g.proc.PID(),
 		State: g.state, Started: g.proc.Started(), Status: g.statusText,
 	}
 }
@@ -74,6 +75,9 @@ func (g *generation) statusOf() GenerationStatus {
 // close releases what the generation held in hotswap (its notify socket).
 func (g *generation) close() {
 	g.cancel()
+	if g.slowStart != nil {
+		g.slowStart.Stop()
+	}
 	if g.notify != nil {
 		_ = g.notify.Close()
 	}
@@ -103,7 +107,7 @@ func (e *Engine) startGeneration(rel Release, first bool) (*generation, error) {
 	g.proc = proc
 	e.lastGen = id
 	e.gens = append(e.gens, g)
-	e.log.Info("started generation", "generation", id, "pid", proc.PID(), "version", rel.Version, "path", rel.Path)
+	// Not logged here: the caller publishes the start once, as an event.
 
 	if g.notify != nil {
 		go e.readNotify(ctx, g)
