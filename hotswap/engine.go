@@ -409,19 +409,33 @@ func (e *Engine) closeListeners() {
 // publish refreshes the status snapshot, logs msg and tells every observer.
 // The log line's generation, version and pid describe the state after the
 // event: the serving generation, or while none serves the newest one (the
-// one starting), never "generation 0, pid 0".
+// one starting); with no generation left, none.
 func (e *Engine) publish(t EventType, msg string, warning bool) {
 	st := e.snapshot()
 	level := slog.LevelInfo
 	if warning {
 		level = slog.LevelWarn
 	}
-	attrs := []any{"event", string(t), "phase", string(st.Phase), "generation", st.Generation, "version", st.Version, "pid", st.PID}
-	if st.Generation == 0 && len(st.Generations) > 0 {
+	attrs := []any{"event", string(t), "phase", string(st.Phase)}
+	switch {
+	case st.Generation != 0:
+		attrs = append(attrs, "generation", st.Generation, "version", st.Version, "pid", st.PID)
+	case len(st.Generations) > 0:
 		g := st.Generations[len(st.Generations)-1]
-		attrs = []any{"event", string(t), "phase", string(st.Phase), "generation", g.Generation, "version", g.Version, "pid", g.PID, "state", string(g.State)}
+		attrs = append(attrs, "generation", g.Generation, "version", g.Version, "pid", g.PID, "state", string(g.State))
 	}
 	e.log.Log(context.Background(), level, msg, attrs...)
+	e.tell(t, msg, warning, st)
+}
+
+// publishLogged is publish for an event whose log line was just written
+// with its own attributes (a generation started, drained): one line per
+// event, and the observers still hear of it.
+func (e *Engine) publishLogged(t EventType, msg string, warning bool) {
+	e.tell(t, msg, warning, e.snapshot())
+}
+
+func (e *Engine) tell(t EventType, msg string, warning bool, st Status) {
 	ev := Event{Type: t, Time: e.rt.Now(), Message: msg, Warning: warning, Status: st}
 	for _, o := range e.cfg.Observers {
 		o.Observe(ev)
@@ -450,7 +464,7 @@ func (e *Engine) snapshot() Status {
 		s.Phase = PhaseSwapping
 	case e.serving != nil && e.serving.state == GenServing:
 		s.Phase = PhaseServing
-	case e.serving != nil || e.restartAt != nil:
+	case e.serving != nil && e.serving.state == GenStarting || e.restartAt != nil:
 		s.Phase = PhaseStarting
 	default:
 		s.Phase = PhaseFailed

@@ -107,7 +107,9 @@ func (e *Engine) startGeneration(rel Release, first bool) (*generation, error) {
 	g.proc = proc
 	e.lastGen = id
 	e.gens = append(e.gens, g)
-	// Not logged here: the caller publishes the start once, as an event.
+	// The one log line of the start (its callers publish without logging);
+	// e2e tests and log pipelines key on its fixed message.
+	e.log.Info("started generation", "generation", id, "pid", proc.PID(), "version", rel.Version, "path", rel.Path, "waiting_for", e.readyDesc())
 
 	if g.notify != nil {
 		go e.readNotify(ctx, g)

@@ -47,8 +47,8 @@ func TestFirstGenerationNotReadyWarnsEveryStartTimeout(t *testing.T) {
 		c.Ready = ReadyCheck{Kind: ReadyNotify}
 	}).start()
 	pid := h.proc(1).pid
-	if !strings.Contains(logs.String(), fmt.Sprintf(`msg="started generation 1 (pid %d, v1 (/app/server-v1)), waiting for READY=1 on NOTIFY_SOCKET"`, pid)) ||
-		!strings.Contains(logs.String(), fmt.Sprintf("generation=1 version=v1 pid=%d state=starting", pid)) {
+	if n := strings.Count(logs.String(), "started generation"); n != 1 ||
+		!strings.Contains(logs.String(), fmt.Sprintf(`msg="started generation" generation=1 pid=%d version=v1 path=/app/server-v1 waiting_for="READY=1 on NOTIFY_SOCKET"`, pid)) {
 		t.Fatalf("the start line does not describe the starting generation:\n%s", logs.String())
 	}
 	g := h.e.Status().Generations[0]

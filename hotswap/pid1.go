@@ -38,7 +38,7 @@ func (e *Engine) startFirst() (code int, ok bool) {
 	}
 	e.serving = g
 	e.watchSlowStart(g)
-	e.publish(StatusChanged, fmt.Sprintf("started generation %d (pid %d, %s), waiting for %s", g.id, g.proc.PID(), g.release.String(), e.readyDesc()), false)
+	e.publishLogged(StatusChanged, fmt.Sprintf("started generation %d (pid %d, %s), waiting for %s", g.id, g.proc.PID(), g.release.String(), e.readyDesc()), false)
 	return 0, true
 }
 
@@ -134,7 +134,6 @@ func (e *Engine) beginShutdown(reason string) {
 		return
 	}
 	e.stopping = true
-	e.log.Info("shutting down", "reason", reason, "grace", e.cfg.Grace)
 	if e.restartAt != nil {
 		e.restartAt.Stop()
 	}
@@ -158,7 +157,7 @@ func (e *Engine) beginShutdown(reason string) {
 	}
 	e.after(e.cfg.Grace, graceEvent{})
 	e.after(shutdownPoll, pollEvent{})
-	e.publish(StatusChanged, "shutting down: "+reason, false)
+	e.publish(StatusChanged, fmt.Sprintf("shutting down (grace %s): %s", e.cfg.Grace, reason), false)
 }
 
 // onShutdownPoll only keeps Run's loop checking shutdownOver.

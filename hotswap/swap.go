@@ -218,7 +218,7 @@ func (e *Engine) onVerified(ev verifiedEvent) {
 	}
 	run.gen = g
 	run.timer = e.after(e.cfg.StartTimeout, startTimeoutEvent{run: run})
-	e.publish(StatusChanged, fmt.Sprintf("generation %d started (pid %d), waiting for readiness (%s)", g.id, g.proc.PID(), e.cfg.Ready), false)
+	e.publishLogged(StatusChanged, fmt.Sprintf("generation %d started (pid %d), waiting for %s", g.id, g.proc.PID(), e.readyDesc()), false)
 }
 
 func (e *Engine) onStartTimeout(run *swapRun) {
@@ -415,7 +415,9 @@ func (e *Engine) onExit(g *generation) {
 		e.failSwap(e.swap, "new generation exited before it was ready: "+st.String())
 		return
 	case prev == GenDraining:
-		e.publish(StatusChanged, fmt.Sprintf("generation %d exited after drain of %s (%s)", g.id, e.rt.Now().Sub(g.drainStart).Round(time.Millisecond), st), false)
+		drain := e.rt.Now().Sub(g.drainStart).Round(time.Millisecond)
+		e.log.Info("drained", append(attrs, "drain", drain)...)
+		e.publishLogged(StatusChanged, fmt.Sprintf("generation %d exited after drain of %s (%s)", g.id, drain, st), false)
 		e.maybeStartSwap()
 		return
 	case g != e.serving:
@@ -496,5 +498,5 @@ func (e *Engine) restart() {
 	}
 	e.serving = g
 	e.watchSlowStart(g)
-	e.publish(StatusChanged, fmt.Sprintf("restarted as generation %d (pid %d), waiting for %s", g.id, g.proc.PID(), e.readyDesc()), false)
+	e.publishLogged(StatusChanged, fmt.Sprintf("restarted as generation %d (pid %d), waiting for %s", g.id, g.proc.PID(), e.readyDesc()), false)
 }

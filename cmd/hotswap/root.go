@@ -23,7 +23,13 @@ the same listening sockets, without dropping a request.
 
 Every flag can also be set as HOTSWAP_<FLAG> (dashes become underscores) or as
 a key in the --config YAML file; a flag beats the environment, which beats the
-file.`
+file.
+
+How COMMAND is told from a subcommand: 'hotswap -- COMMAND' always runs
+COMMAND. Without '--', a first word naming a subcommand (swap, status, ...)
+runs it; any other word is the command to run, except one that is neither a
+path nor an executable on $PATH and is within two typos of a subcommand
+('hotswap sawp'): that is a usage error suggesting the subcommand.`
 
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
@@ -46,6 +52,11 @@ func newRootCommand() *cobra.Command {
 		c.Flags().SetInterspersed(false)
 		rc.addFlags(c.Flags())
 		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if cmd == root {
+				if err := nearMissSubcommand(root, args); err != nil {
+					return err
+				}
+			}
 			cfg, d, err := rc.load(cmd.Flags(), args)
 			if err != nil {
 				return err
