@@ -27,6 +27,7 @@ type generation struct {
 	handoff    string             // its handoff socket path (--handoff-keepalive), or ""
 	cancel     context.CancelFunc // stops the readiness probe and notify reader
 	slowStart  Timer              // warns while a first generation is not ready (pid1.go)
+	stderr     *stderrTail        // its stderr's last lines; nil when it writes to ours directly
 }
 
 // legalMoves is the whole life of a generation. It only moves forward:
@@ -70,6 +71,18 @@ func (g *generation) statusOf() GenerationStatus {
 		Generation: g.id, Version: g.release.Version, Path: g.release.Path, PID: g.proc.PID(),
 		State: g.state, Started: g.proc.Started(), Status: g.statusText,
 	}
+}
+
+// stderrTailWait bounds how long a failure waits for the last bytes a
+// generation wrote before it exited (the copy may lag the exit event).
+const stderrTailWait = 100 * time.Millisecond
+
+// lastStderr is "; last stderr: ..." for a failure message, or "".
+func (g *generation) lastStderr(wait time.Duration) string {
+	if s := g.stderr.last(5, wait); s != "" {
+		return "; last stderr: " + s
+	}
+	return ""
 }
 
 // close releases what the generation held in hotswap (its notify socket).
@@ -144,12 +157,19 @@ func (e *Engine) execSpec(g *generation, first bool) (spec entrypoint.Spec, clea
 	files := []*os.File{os.Stdin, os.Stdout, os.Stderr}
 	path, argv := rel.Path, append([]string{rel.Path}, rel.Args...)
 	var exported []*os.File
+	if w, tail := newStderrTail(os.Stderr); w != nil {
+		files[2], g.stderr = w, tail
+		exported = append(exported, w) // closed once the child has it
+	}
 	if len(e.listeners) > 0 {
 		lf, lenv, err := activation.ExportFiles(e.listeners)
 		if err != nil {
+			for _, f := range exported {
+				_ = f.Close()
+			}
 			return spec, nil, fmt.Errorf("generation %d: pass listeners: %w", g.id, err)
 		}
-		exported = lf
+		exported = append(exported, lf...)
 		files = append(files, lf...)
 		env = append(env, lenv...)
 		// LISTEN_PID must be the child's own PID, which only the child knows:

@@ -3,6 +3,7 @@ package hotswap
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -78,13 +79,20 @@ func (e *Engine) slowStartHint(g *generation) string {
 	}
 }
 
-// exitBeforeReadyHint is advice for a generation that exited before it was
-// ever ready, from the usual causes.
-func (e *Engine) exitBeforeReadyHint() string {
-	if len(e.listeners) > 0 && e.cfg.Mode != ModeReuseport {
-		return "if its log says \"address already in use\", the server binds the port itself while hotswap holds it: serve the inherited socket (Go: package reuseport; systemd socket activation) or run with --mode reuseport"
+// exitBeforeReadyHint is advice ("; hint: ...") for a generation that
+// exited before it was ever ready, from what it wrote and the usual causes;
+// "" when there is none to give.
+func (e *Engine) exitBeforeReadyHint(g *generation, first bool) string {
+	tail := g.stderr.last(20, 0)
+	switch {
+	case strings.Contains(tail, "address already in use") && e.cfg.Mode != ModeReuseport:
+		return "; hint: the server binds the port itself while hotswap holds it: serve the inherited socket (Go: package reuseport; systemd socket activation) or run with --mode reuseport"
+	case strings.Contains(tail, "address already in use"):
+		return "; hint: under --mode reuseport the server must set SO_REUSEPORT on its socket (nginx: listen ... reuseport)"
+	case first && g.stderr == nil && len(e.listeners) > 0 && e.cfg.Mode != ModeReuseport:
+		return "; hint: if its log says \"address already in use\", the server binds the port itself: use package reuseport or --mode reuseport"
 	}
-	return "see its own log above"
+	return ""
 }
 
 // onSignal is what the init does with a signal it caught.

@@ -227,7 +227,7 @@ func (e *Engine) onStartTimeout(run *swapRun) {
 	}
 	e.stopUnready(run.gen)
 	e.setState(run.gen, GenFailed)
-	e.failSwap(run, fmt.Sprintf("not ready within --start-timeout %s", e.cfg.StartTimeout))
+	e.failSwap(run, fmt.Sprintf("not ready within --start-timeout %s (waiting for %s)%s", e.cfg.StartTimeout, e.readyDesc(), run.gen.lastStderr(0)))
 }
 
 func (e *Engine) onReady(g *generation) {
@@ -412,7 +412,7 @@ func (e *Engine) onExit(g *generation) {
 	attrs := []any{"generation", g.id, "pid", g.proc.PID(), "version", g.release.Version, "status", st.String()}
 	switch {
 	case e.swap != nil && e.swap.gen == g:
-		e.failSwap(e.swap, "new generation exited before it was ready: "+st.String())
+		e.failSwap(e.swap, "new generation exited before it was ready: "+st.String()+g.lastStderr(stderrTailWait)+e.exitBeforeReadyHint(g, false))
 		return
 	case prev == GenDraining:
 		drain := e.rt.Now().Sub(g.drainStart).Round(time.Millisecond)
@@ -432,7 +432,7 @@ func (e *Engine) onExit(g *generation) {
 		return
 	}
 	if prev == GenStarting {
-		e.publish(ChildExited, fmt.Sprintf("generation %d exited before it was ever ready: %s; hint: %s", g.id, st, e.exitBeforeReadyHint()), true)
+		e.publish(ChildExited, fmt.Sprintf("generation %d exited before it was ever ready: %s%s%s", g.id, st, g.lastStderr(stderrTailWait), e.exitBeforeReadyHint(g, true)), true)
 	} else {
 		e.publish(ChildExited, fmt.Sprintf("serving generation %d exited on its own: %s", g.id, st), st.Code() != 0)
 	}
