@@ -31,10 +31,9 @@ var ErrShuttingDown = errors.New("hotswap is shutting down")
 // swap.go the swap state machine; generation.go a generation's start and
 // life; runtime.go and probe.go the side effects, behind the Runtime seam.
 type Engine struct {
-	cfg    Config
-	rt     Runtime
-	reaper *entrypoint.Reaper // nil with a Runtime not built on a reaper
-	log    *slog.Logger
+	cfg Config
+	rt  Runtime
+	log *slog.Logger
 
 	listeners []activation.NamedListener
 	runDir    string
@@ -50,20 +49,21 @@ type Engine struct {
 	status Status
 
 	// Owned by the Run goroutine.
-	gens       []*generation
-	serving    *generation
-	lastGen    int
-	current    Release
-	previous   Release     // the release before the last successful swap
-	swappedIn  *generation // the generation that last took over by a swap
-	swap       *swapRun
-	queued     *swapRun
-	lastFailed *Release
-	swapID     uint64
-	exitCode   int
-	backoff    time.Duration
-	restartAt  Timer
-	bins       map[*Binary]bool // open release binaries to close (pin.go)
+	gens           []*generation
+	serving        *generation
+	lastGen        int
+	current        Release
+	previous       Release     // the release before the last successful swap
+	swappedIn      *generation // the generation that last took over by a swap
+	swap           *swapRun
+	queued         *swapRun
+	lastFailed     *Release
+	lastFailedFile fileStamp // lastFailed's file when it failed (swap.go)
+	swapID         uint64
+	exitCode       int
+	backoff        time.Duration
+	restartAt      Timer
+	bins           map[*Binary]bool // open release binaries to close (pin.go)
 
 	// Shutdown (pid1.go), owned by the Run goroutine as well.
 	stopping bool
@@ -91,6 +91,11 @@ type (
 	// whether everything is gone (stragglers send no event when they exit).
 	graceEvent struct{}
 	pollEvent  struct{}
+	// slowStartEvent: a first generation is still not ready after another
+	// --start-timeout; slowVerifyEvent: a swap's verification (preflight)
+	// still runs after another verifyProgress.
+	slowStartEvent  struct{ g *generation }
+	slowVerifyEvent struct{ run *swapRun }
 	// barrierEvent is answered once every event posted before it has been
 	// handled, with how many wait behind it: a way to wait for the engine
 	// to be idle without sleeping (the tests use it).
@@ -102,12 +107,7 @@ type (
 // and creates the runtime directory. Nothing is started until Run.
 func New(cfg Config, reaper *entrypoint.Reaper) (*Engine, error) {
 	cfg.setDefaults()
-	e, err := NewWithRuntime(cfg, NewRuntime(reaper, cfg.Log))
-	if err != nil {
-		return nil, err
-	}
-	e.reaper = reaper
-	return e, nil
+	return NewWithRuntime(cfg, NewRuntime(reaper, cfg.Log))
 }
 
 // NewWithRuntime is New with every side effect going through rt.
@@ -339,6 +339,10 @@ func (e *Engine) handle(ev any) {
 		e.onGraceOver()
 	case pollEvent:
 		e.onShutdownPoll()
+	case slowStartEvent:
+		e.onSlowStart(ev.g)
+	case slowVerifyEvent:
+		e.onSlowVerify(ev.run)
 	case barrierEvent:
 		ev <- len(e.events)
 	default:
@@ -353,6 +357,7 @@ func (e *Engine) onReject(source, reason string) {
 	}
 	e.mu.Lock()
 	e.status.LastRejected = &r
+	e.status.Counts.Rejected++
 	e.mu.Unlock()
 	e.publish(ReleaseRejected, fmt.Sprintf("release from %s rejected, serving generation untouched: %s", source, reason), true)
 }
@@ -408,13 +413,35 @@ func (e *Engine) closeListeners() {
 }
 
 // publish refreshes the status snapshot, logs msg and tells every observer.
+// The log line's generation, version and pid describe the state after the
+// event: the serving generation, or while none serves the newest one (the
+// one starting); with no generation left, none.
 func (e *Engine) publish(t EventType, msg string, warning bool) {
 	st := e.snapshot()
 	level := slog.LevelInfo
 	if warning {
 		level = slog.LevelWarn
 	}
-	e.log.Log(context.Background(), level, msg, "event", string(t), "phase", string(st.Phase), "generation", st.Generation, "version", st.Version, "pid", st.PID)
+	attrs := []any{"event", string(t), "phase", string(st.Phase)}
+	switch {
+	case st.Generation != 0:
+		attrs = append(attrs, "generation", st.Generation, "version", st.Version, "pid", st.PID)
+	case len(st.Generations) > 0:
+		g := st.Generations[len(st.Generations)-1]
+		attrs = append(attrs, "generation", g.Generation, "version", g.Version, "pid", g.PID, "state", string(g.State))
+	}
+	e.log.Log(context.Background(), level, msg, attrs...)
+	e.tell(t, msg, warning, st)
+}
+
+// publishLogged is publish for an event whose log line was just written
+// with its own attributes (a generation started, drained): one line per
+// event, and the observers still hear of it.
+func (e *Engine) publishLogged(t EventType, msg string, warning bool) {
+	e.tell(t, msg, warning, e.snapshot())
+}
+
+func (e *Engine) tell(t EventType, msg string, warning bool, st Status) {
 	ev := Event{Type: t, Time: e.rt.Now(), Message: msg, Warning: warning, Status: st}
 	for _, o := range e.cfg.Observers {
 		o.Observe(ev)
@@ -429,7 +456,11 @@ func (e *Engine) snapshot() Status {
 	s := &e.status
 	s.Generations = s.Generations[:0]
 	for _, g := range e.gens {
-		s.Generations = append(s.Generations, g.statusOf())
+		gs := g.statusOf()
+		if g.state == GenStarting {
+			gs.WaitingFor = e.readyDesc()
+		}
+		s.Generations = append(s.Generations, gs)
 	}
 	s.Swaps = e.swapID
 	switch {
@@ -439,7 +470,7 @@ func (e *Engine) snapshot() Status {
 		s.Phase = PhaseSwapping
 	case e.serving != nil && e.serving.state == GenServing:
 		s.Phase = PhaseServing
-	case e.serving != nil || e.restartAt != nil:
+	case e.serving != nil && e.serving.state == GenStarting || e.restartAt != nil:
 		s.Phase = PhaseStarting
 	default:
 		s.Phase = PhaseFailed
@@ -452,4 +483,13 @@ func (e *Engine) snapshot() Status {
 	out := *s
 	out.Generations = append([]GenerationStatus(nil), s.Generations...)
 	return out
+}
+
+// readyDesc names the readiness check for humans: what a starting
+// generation waits for.
+func (e *Engine) readyDesc() string {
+	if e.cfg.Ready.Kind == ReadyNotify {
+		return "READY=1 on NOTIFY_SOCKET"
+	}
+	return e.cfg.Ready.String()
 }

@@ -1,6 +1,10 @@
 package hotswap
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
 
 // EventType names what happened to the pod's serving process. The names are
 // also the Kubernetes event reasons, so they read well in `kubectl describe`.
@@ -61,14 +65,58 @@ type SwapResult struct {
 	ToGen       int           `json:"toGeneration,omitempty"`
 }
 
+// swapResultJSON is SwapResult on the wire: its duration as a Go duration
+// string ("1.204s"), the convention of the logs and the kube annotations,
+// not nanoseconds.
+type swapResultJSON struct {
+	swapResultFields
+	Duration string `json:"duration"`
+}
+
+type swapResultFields SwapResult // without the methods, so no recursion
+
+// MarshalJSON writes Duration as a Go duration string.
+func (r SwapResult) MarshalJSON() ([]byte, error) {
+	return json.Marshal(swapResultJSON{swapResultFields(r), r.Duration.String()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (r *SwapResult) UnmarshalJSON(b []byte) error {
+	var w swapResultJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*r = SwapResult(w.swapResultFields)
+	if w.Duration != "" {
+		d, err := time.ParseDuration(w.Duration)
+		if err != nil {
+			return fmt.Errorf("swap result duration: %w", err)
+		}
+		r.Duration = d
+	}
+	return nil
+}
+
 // GenerationStatus is one live generation as `hotswap status` shows it.
 type GenerationStatus struct {
 	Generation int       `json:"generation"`
 	Version    string    `json:"version"`
+	Path       string    `json:"path"` // the executable it runs
 	PID        int       `json:"pid"`
 	State      GenState  `json:"state"`
 	Started    time.Time `json:"started"`
-	Status     string    `json:"status,omitempty"` // last STATUS= sent over sd_notify
+	// WaitingFor names the readiness check a starting generation waits for
+	// ("READY=1 on NOTIFY_SOCKET", "http=..."); empty once it is ready.
+	WaitingFor string `json:"waitingFor,omitempty"`
+	Status     string `json:"status,omitempty"` // last STATUS= sent over sd_notify
+}
+
+// SwapCounts counts finished swap attempts by outcome since hotswap started.
+type SwapCounts struct {
+	Succeeded uint64 `json:"succeeded"`
+	Failed    uint64 `json:"failed"`
+	Rejected  uint64 `json:"rejected"` // also releases a source refused before offering them
+	Canceled  uint64 `json:"canceled"`
 }
 
 // Status is a snapshot of the engine. It is a value: observers may keep it.
@@ -80,9 +128,11 @@ type Status struct {
 	Generations []GenerationStatus `json:"generations"`
 	LastSwap    *SwapResult        `json:"lastSwap,omitempty"`
 	// LastRejected is the last release a source offered that was refused,
-	// so an operator sees why an update did not happen.
+	// so an operator sees why an update did not happen. A later successful
+	// swap clears it: it no longer explains anything.
 	LastRejected *SwapResult `json:"lastRejected,omitempty"`
 	Swaps        uint64      `json:"swaps"` // attempts so far
+	Counts       SwapCounts  `json:"counts"`
 }
 
 // Event is one thing that happened, with the status right after it.

@@ -26,6 +26,8 @@ type generation struct {
 	notify     *activation.NotifySocket
 	handoff    string             // its handoff socket path (--handoff-keepalive), or ""
 	cancel     context.CancelFunc // stops the readiness probe and notify reader
+	slowStart  Timer              // warns while a first generation is not ready (pid1.go)
+	stderr     *stderrTail        // its stderr's last lines; nil when it writes to ours directly
 }
 
 // legalMoves is the whole life of a generation. It only moves forward:
@@ -66,14 +68,29 @@ func (e *Engine) setState(g *generation, to GenState) {
 
 func (g *generation) statusOf() GenerationStatus {
 	return GenerationStatus{
-		Generation: g.id, Version: g.release.Version, PID: g.proc.PID(),
+		Generation: g.id, Version: g.release.Version, Path: g.release.Path, PID: g.proc.PID(),
 		State: g.state, Started: g.proc.Started(), Status: g.statusText,
 	}
+}
+
+// stderrTailWait bounds how long a failure waits for the last bytes a
+// generation wrote before it exited (the copy may lag the exit event).
+const stderrTailWait = 100 * time.Millisecond
+
+// lastStderr is "; last stderr: ..." for a failure message, or "".
+func (g *generation) lastStderr(wait time.Duration) string {
+	if s := g.stderr.last(5, wait); s != "" {
+		return "; last stderr: " + s
+	}
+	return ""
 }
 
 // close releases what the generation held in hotswap (its notify socket).
 func (g *generation) close() {
 	g.cancel()
+	if g.slowStart != nil {
+		g.slowStart.Stop()
+	}
 	if g.notify != nil {
 		_ = g.notify.Close()
 	}
@@ -103,7 +120,9 @@ func (e *Engine) startGeneration(rel Release, first bool) (*generation, error) {
 	g.proc = proc
 	e.lastGen = id
 	e.gens = append(e.gens, g)
-	e.log.Info("started generation", "generation", id, "pid", proc.PID(), "version", rel.Version, "path", rel.Path)
+	// The one log line of the start (its callers publish without logging);
+	// e2e tests and log pipelines key on its fixed message.
+	e.log.Info("started generation", "generation", id, "pid", proc.PID(), "version", rel.Version, "path", rel.Path, "waiting_for", e.readyDesc())
 
 	if g.notify != nil {
 		go e.readNotify(ctx, g)
@@ -138,12 +157,19 @@ func (e *Engine) execSpec(g *generation, first bool) (spec entrypoint.Spec, clea
 	files := []*os.File{os.Stdin, os.Stdout, os.Stderr}
 	path, argv := rel.Path, append([]string{rel.Path}, rel.Args...)
 	var exported []*os.File
+	if w, tail := newStderrTail(os.Stderr); w != nil {
+		files[2], g.stderr = w, tail
+		exported = append(exported, w) // closed once the child has it
+	}
 	if len(e.listeners) > 0 {
 		lf, lenv, err := activation.ExportFiles(e.listeners)
 		if err != nil {
+			for _, f := range exported {
+				_ = f.Close()
+			}
 			return spec, nil, fmt.Errorf("generation %d: pass listeners: %w", g.id, err)
 		}
-		exported = lf
+		exported = append(exported, lf...)
 		files = append(files, lf...)
 		env = append(env, lenv...)
 		// LISTEN_PID must be the child's own PID, which only the child knows:

@@ -3,6 +3,7 @@ package hotswap
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,8 +38,61 @@ func (e *Engine) startFirst() (code int, ok bool) {
 		return 1, false
 	}
 	e.serving = g
-	e.publish(StatusChanged, fmt.Sprintf("started generation %d", g.id), false)
+	e.watchSlowStart(g)
+	e.publishLogged(StatusChanged, fmt.Sprintf("started generation %d (pid %d, %s), waiting for %s", g.id, g.proc.PID(), g.release.String(), e.readyDesc()), false)
 	return 0, true
+}
+
+// The first generation (and a restart) has no start timeout that fails it:
+// nothing else serves, so stopping it would only turn a slow start into a
+// crash loop, and the kubelet's startupProbe is the place for that policy.
+// It is never silent either: every --start-timeout it is still not ready,
+// hotswap says so with how long it has waited and what usually causes it.
+
+// watchSlowStart arms the next "still not ready" warning for g.
+func (e *Engine) watchSlowStart(g *generation) {
+	g.slowStart = e.after(e.cfg.StartTimeout, slowStartEvent{g: g})
+}
+
+func (e *Engine) onSlowStart(g *generation) {
+	if g.state != GenStarting || g != e.serving || e.stopping {
+		return
+	}
+	waited := e.rt.Now().Sub(g.proc.Started()).Round(time.Second)
+	e.log.Warn(fmt.Sprintf("generation %d not ready after %s: still waiting for %s; nothing serves meanwhile", g.id, waited, e.readyDesc()),
+		"generation", g.id, "pid", g.proc.PID(), "version", g.release.Version, "waited", waited, "hint", e.slowStartHint(g))
+	e.watchSlowStart(g)
+}
+
+// slowStartHint turns the usual causes of a first generation that never
+// becomes ready into advice.
+func (e *Engine) slowStartHint(g *generation) string {
+	switch e.cfg.Ready.Kind {
+	case ReadyNotify:
+		h := "the server has not sent READY=1 to $NOTIFY_SOCKET; a server that does not speak sd_notify (only package reuseport and systemd-aware servers do) needs --ready http=URL, tcp=ADDR or exec=CMD"
+		if g.statusText != "" {
+			h += "; its last STATUS= was " + fmt.Sprintf("%q", g.statusText)
+		}
+		return h
+	default:
+		return fmt.Sprintf("the readiness check %s has not passed; check it by hand from inside the container", e.cfg.Ready)
+	}
+}
+
+// exitBeforeReadyHint is advice ("; hint: ...") for a generation that
+// exited before it was ever ready, from what it wrote and the usual causes;
+// "" when there is none to give.
+func (e *Engine) exitBeforeReadyHint(g *generation, first bool) string {
+	tail := g.stderr.last(20, 0)
+	switch {
+	case strings.Contains(tail, "address already in use") && e.cfg.Mode != ModeReuseport:
+		return "; hint: the server binds the port itself while hotswap holds it: serve the inherited socket (Go: package reuseport; systemd socket activation) or run with --mode reuseport"
+	case strings.Contains(tail, "address already in use"):
+		return "; hint: under --mode reuseport the server must set SO_REUSEPORT on its socket (nginx: listen ... reuseport)"
+	case first && g.stderr == nil && len(e.listeners) > 0 && e.cfg.Mode != ModeReuseport:
+		return "; hint: if its log says \"address already in use\", the server binds the port itself: use package reuseport or --mode reuseport"
+	}
+	return ""
 }
 
 // onSignal is what the init does with a signal it caught.
@@ -88,7 +142,6 @@ func (e *Engine) beginShutdown(reason string) {
 		return
 	}
 	e.stopping = true
-	e.log.Info("shutting down", "reason", reason, "grace", e.cfg.Grace)
 	if e.restartAt != nil {
 		e.restartAt.Stop()
 	}
@@ -112,7 +165,7 @@ func (e *Engine) beginShutdown(reason string) {
 	}
 	e.after(e.cfg.Grace, graceEvent{})
 	e.after(shutdownPoll, pollEvent{})
-	e.publish(StatusChanged, "shutting down: "+reason, false)
+	e.publish(StatusChanged, fmt.Sprintf("shutting down (grace %s): %s", e.cfg.Grace, reason), false)
 }
 
 // onShutdownPoll only keeps Run's loop checking shutdownOver.

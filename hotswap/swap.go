@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
@@ -50,7 +52,8 @@ func (e *Engine) request(r swapReq) {
 		return
 	}
 	if !r.force && r.release != nil {
-		if e.releaseIsKnown(*r.release) {
+		if why := e.ignoreOffer(*r.release); why != "" {
+			e.log.Info("ignoring offered release: "+why, "release", r.release.String(), "source", r.release.Source)
 			return
 		}
 	}
@@ -69,23 +72,59 @@ func (e *Engine) request(r swapReq) {
 	e.maybeStartSwap()
 }
 
-// releaseIsKnown reports whether an offered release is already serving,
-// being swapped in, queued, or the last one that failed.
-func (e *Engine) releaseIsKnown(r Release) bool {
+// ignoreOffer says why an offered release starts no swap ("" when it
+// should): it is already serving, being swapped in or queued, or it is the
+// one that last failed and nothing changed since. A source that offers
+// another release and then this one again has changed its mind twice: the
+// release is tried again. So is the same file fixed in place (chmod,
+// rewritten): its mode or ctime differs from when it failed.
+func (e *Engine) ignoreOffer(r Release) string {
+	if e.lastFailed != nil && !e.lastFailed.Same(r) {
+		e.lastFailed, e.lastFailedFile = nil, fileStamp{} // the source moved on
+	}
 	if e.current.Same(r) && e.serving != nil {
-		return true
+		return "same as the serving release"
 	}
 	if e.swap != nil && e.swap.release != nil && e.swap.release.Same(r) {
-		return true
+		return "a swap to it is running"
 	}
 	if e.queued != nil && e.queued.release != nil && e.queued.release.Same(r) {
-		return true
+		return "a swap to it is queued"
 	}
-	if e.lastFailed != nil && e.lastFailed.Same(r) {
-		e.log.Debug("ignoring release that failed before; waiting for a change or a forced swap", "release", r.String())
-		return true
+	if e.lastFailed == nil {
+		return ""
 	}
-	return false
+	if now := stampOf(r.Path); now != e.lastFailedFile {
+		e.log.Info("release that failed before changed on disk since; trying it again", "release", r.String())
+		return ""
+	}
+	return "it failed before and its file has not changed since (fix it in place, publish another release, or force a swap with `hotswap swap`)"
+}
+
+// fileStamp is what a fix in place changes about a release's file: its
+// mode and its ctime (chmod, chown, a rewrite). The zero value: no file.
+type fileStamp struct {
+	mode  os.FileMode
+	ctime int64
+}
+
+func stampOf(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	st := fileStamp{mode: fi.Mode()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ctime = sys.Ctim.Sec*1e9 + sys.Ctim.Nsec
+	}
+	return st
+}
+
+// setLastFailed remembers rel as the release that last failed, and how its
+// file looked then.
+func (e *Engine) setLastFailed(rel Release) {
+	e.lastFailed = &rel
+	e.lastFailedFile = stampOf(rel.Path)
 }
 
 // maybeStartSwap starts the queued swap when nothing else runs, a generation
@@ -116,6 +155,7 @@ func (e *Engine) maybeStartSwap() {
 	rel.bin = nil
 	e.publish(SwapStarted, fmt.Sprintf("swap %d (%s): starting %s", run.id, run.trigger, rel.String()), false)
 	verify := e.cfg.Verify
+	e.after(verifyProgress, slowVerifyEvent{run: run})
 	e.rt.Background(func() {
 		resolved, err := resolveRelease(rel)
 		if err == nil {
@@ -140,6 +180,19 @@ func resolveRelease(r Release) (Release, error) {
 	return r, nil
 }
 
+// verifyProgress is how often a swap whose verification (a preflight, the
+// hash of a large binary) still runs says so.
+const verifyProgress = 5 * time.Second
+
+func (e *Engine) onSlowVerify(run *swapRun) {
+	if e.swap != run || run.gen != nil || e.stopping {
+		return // verified meanwhile
+	}
+	since := e.rt.Now().Sub(run.started).Round(time.Second)
+	e.log.Info(fmt.Sprintf("swap %d: still verifying the release after %s (preflight, checks)", run.id, since), "swap", run.id, "waited", since)
+	e.after(verifyProgress, slowVerifyEvent{run: run})
+}
+
 func (e *Engine) onVerified(ev verifiedEvent) {
 	e.keepBinary(ev.rel.bin) // closed by sweepBinaries unless it starts
 	run := ev.run
@@ -152,20 +205,20 @@ func (e *Engine) onVerified(ev verifiedEvent) {
 	}
 	if ev.err != nil {
 		rel := ev.rel
-		e.lastFailed = &rel
+		e.setLastFailed(rel)
 		e.finishSwap(run, SwapResult{Result: ResultRejected, Reason: ev.err.Error(), ToVersion: rel.Version})
 		return
 	}
 	g, err := e.startGeneration(ev.rel, false)
 	if err != nil {
 		rel := ev.rel
-		e.lastFailed = &rel
+		e.setLastFailed(rel)
 		e.finishSwap(run, SwapResult{Result: ResultFailed, Reason: err.Error(), ToVersion: rel.Version})
 		return
 	}
 	run.gen = g
 	run.timer = e.after(e.cfg.StartTimeout, startTimeoutEvent{run: run})
-	e.publish(StatusChanged, fmt.Sprintf("generation %d started (pid %d), waiting for readiness (%s)", g.id, g.proc.PID(), e.cfg.Ready), false)
+	e.publishLogged(StatusChanged, fmt.Sprintf("generation %d started (pid %d), waiting for %s", g.id, g.proc.PID(), e.readyDesc()), false)
 }
 
 func (e *Engine) onStartTimeout(run *swapRun) {
@@ -174,7 +227,7 @@ func (e *Engine) onStartTimeout(run *swapRun) {
 	}
 	e.stopUnready(run.gen)
 	e.setState(run.gen, GenFailed)
-	e.failSwap(run, fmt.Sprintf("not ready within --start-timeout %s", e.cfg.StartTimeout))
+	e.failSwap(run, fmt.Sprintf("not ready within --start-timeout %s (waiting for %s)%s", e.cfg.StartTimeout, e.readyDesc(), run.gen.lastStderr(0)))
 }
 
 func (e *Engine) onReady(g *generation) {
@@ -264,7 +317,7 @@ func (e *Engine) onDrainDeadline(g *generation) {
 // signal (stopUnready) first.
 func (e *Engine) failSwap(run *swapRun, reason string) {
 	rel := run.gen.release
-	e.lastFailed = &rel
+	e.setLastFailed(rel)
 	e.finishSwap(run, SwapResult{Result: ResultFailed, Reason: reason, ToVersion: rel.Version, ToGen: run.gen.id})
 }
 
@@ -324,6 +377,17 @@ func (e *Engine) finishSwap(run *swapRun, res SwapResult) {
 	} else {
 		e.status.LastSwap = &r
 	}
+	switch res.Result {
+	case ResultSucceeded:
+		e.status.Counts.Succeeded++
+		e.status.LastRejected = nil // a later success: it explains nothing now
+	case ResultRejected:
+		e.status.Counts.Rejected++
+	case ResultCanceled:
+		e.status.Counts.Canceled++
+	default:
+		e.status.Counts.Failed++
+	}
 	e.mu.Unlock()
 	e.publish(typ, msg, warn)
 	for _, w := range run.waiters {
@@ -348,11 +412,12 @@ func (e *Engine) onExit(g *generation) {
 	attrs := []any{"generation", g.id, "pid", g.proc.PID(), "version", g.release.Version, "status", st.String()}
 	switch {
 	case e.swap != nil && e.swap.gen == g:
-		e.failSwap(e.swap, "new generation exited before it was ready: "+st.String())
+		e.failSwap(e.swap, "new generation exited before it was ready: "+st.String()+g.lastStderr(stderrTailWait)+e.exitBeforeReadyHint(g, false))
 		return
 	case prev == GenDraining:
-		e.log.Info("drained", append(attrs, "drain", e.rt.Now().Sub(g.drainStart).Round(time.Millisecond))...)
-		e.publish(StatusChanged, fmt.Sprintf("generation %d exited after drain (%s)", g.id, st), false)
+		drain := e.rt.Now().Sub(g.drainStart).Round(time.Millisecond)
+		e.log.Info("drained", append(attrs, "drain", drain)...)
+		e.publishLogged(StatusChanged, fmt.Sprintf("generation %d exited after drain of %s (%s)", g.id, drain, st), false)
 		e.maybeStartSwap()
 		return
 	case g != e.serving:
@@ -366,7 +431,11 @@ func (e *Engine) onExit(g *generation) {
 		e.publish(StatusChanged, fmt.Sprintf("serving generation %d exited during shutdown (%s)", g.id, st), false)
 		return
 	}
-	e.publish(ChildExited, fmt.Sprintf("serving generation %d exited on its own: %s", g.id, st), st.Code() != 0)
+	if prev == GenStarting {
+		e.publish(ChildExited, fmt.Sprintf("generation %d exited before it was ever ready: %s%s%s", g.id, st, g.lastStderr(stderrTailWait), e.exitBeforeReadyHint(g, true)), true)
+	} else {
+		e.publish(ChildExited, fmt.Sprintf("serving generation %d exited on its own: %s", g.id, st), st.Code() != 0)
+	}
 	justSwapped := g == e.swappedIn && e.rt.Now().Sub(g.readyAt) < e.cfg.RollbackWindow
 	if e.previous.Path != "" && (e.drainingCount() > 0 || justSwapped) {
 		e.log.Warn("new generation died right after the swap; rolling back", append(attrs, "to", e.previous.String())...)
@@ -390,7 +459,7 @@ func (e *Engine) onExit(g *generation) {
 // previous is cleared, so a second death follows --on-exit.
 func (e *Engine) rollback(g *generation) {
 	if rel := g.release; !e.previous.Same(rel) {
-		e.lastFailed = &rel
+		e.setLastFailed(rel)
 	}
 	e.current, e.previous = e.previous, Release{}
 	e.serving = nil
@@ -428,5 +497,6 @@ func (e *Engine) restart() {
 		return
 	}
 	e.serving = g
-	e.publish(StatusChanged, fmt.Sprintf("restarted as generation %d", g.id), false)
+	e.watchSlowStart(g)
+	e.publishLogged(StatusChanged, fmt.Sprintf("restarted as generation %d (pid %d), waiting for %s", g.id, g.proc.PID(), e.readyDesc()), false)
 }

@@ -116,8 +116,8 @@ func NewVerifier(opts VerifyOptions) (*Verifier, error) {
 	return v, nil
 }
 
-// SetStarter gives the verifier the process starter (the engine's reaper,
-// see Engine.Reaper) used to run preflights.
+// SetStarter gives the verifier the process starter (the reaper cmd/hotswap
+// builds and hands the engine too) used to run preflights.
 func (v *Verifier) SetStarter(s ProcessStarter) { v.starter = s }
 
 // Verify runs every check on r's binary and returns nil or an error
@@ -510,8 +510,3 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-
-// Reaper is the engine's reaper: the one process starter of hotswap, for
-// features that must run a helper process (the release verifier's
-// preflight). Never wait for a process any other way.
-func (e *Engine) Reaper() *entrypoint.Reaper { return e.reaper }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,101 +25,6 @@ func newVersionCommand() *cobra.Command {
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintf(cmd.OutOrStdout(), "hotswap %s %s/%s %s\n", version, runtime.GOOS, runtime.GOARCH, runtime.Version())
 		},
-	}
-}
-
-func newSwapCommand() *cobra.Command {
-	var socket string
-	var timeout time.Duration
-	cmd := &cobra.Command{
-		Use:   "swap",
-		Short: "Swap the serving process now and print the outcome (exit 0 swapped, 1 failed)",
-		Long: `Asks the running hotswap, through its control socket, to start a new
-generation, wait until it is ready and drain the old one. It waits for the
-outcome: exit 0 when the new generation serves, 1 when the swap failed or
-was rejected (the old generation keeps serving), 2 on usage errors.
-
-In a pod: kubectl exec POD -- /hotswap swap`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			defer cancel()
-			resp, err := hotswap.Control(ctx, socket, hotswap.ControlRequest{Op: "swap", Timeout: timeout.String()})
-			if err != nil {
-				return &exitError{code: 1, err: err}
-			}
-			if resp.Error != "" {
-				return &exitError{code: 1, err: fmt.Errorf("swap: %s", resp.Error)}
-			}
-			r := resp.Swap
-			out := cmd.OutOrStdout()
-			switch r.Result {
-			case hotswap.ResultSucceeded:
-				fmt.Fprintf(out, "swapped: generation %d (%s) -> %d (%s) in %s\n", r.FromGen, orDash(r.FromVersion), r.ToGen, orDash(r.ToVersion), r.Duration.Round(time.Millisecond))
-				return nil
-			default:
-				return &exitError{code: 1, err: fmt.Errorf("swap %s: %s; generation %d (%s) keeps serving", r.Result, r.Reason, r.FromGen, orDash(r.FromVersion))}
-			}
-		},
-	}
-	cmd.Flags().StringVar(&socket, "control-socket", os.Getenv("HOTSWAP_CONTROL_SOCKET"), "control socket path (default: search /run/hotswap and $TMPDIR/hotswap-UID)")
-	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up waiting after this long")
-	return cmd
-}
-
-func newStatusCommand() *cobra.Command {
-	var socket, output string
-	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show generations, PIDs, versions, phase and the last swap",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "text" && output != "json" {
-				return usageErr("-o %q: want text or json", output)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			resp, err := hotswap.Control(ctx, socket, hotswap.ControlRequest{Op: "status"})
-			if err != nil {
-				return &exitError{code: 1, err: err}
-			}
-			if resp.Error != "" || resp.Status == nil {
-				return &exitError{code: 1, err: fmt.Errorf("status: %s", resp.Error)}
-			}
-			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(resp.Status)
-			}
-			printStatus(cmd.OutOrStdout(), resp.Status)
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&socket, "control-socket", os.Getenv("HOTSWAP_CONTROL_SOCKET"), "control socket path")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
-	return cmd
-}
-
-func printStatus(w io.Writer, s *hotswap.Status) {
-	fmt.Fprintf(w, "phase: %s   serving: generation %d, version %s, pid %d   swaps: %d\n", s.Phase, s.Generation, orDash(s.Version), s.PID, s.Swaps)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GEN\tPID\tVERSION\tSTATE\tSTARTED\tSTATUS")
-	for _, g := range s.Generations {
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", g.Generation, g.PID, orDash(g.Version), g.State, g.Started.Format(time.RFC3339), g.Status)
-	}
-	tw.Flush()
-	for _, x := range []struct {
-		label string
-		r     *hotswap.SwapResult
-	}{{"last swap", s.LastSwap}, {"last rejected release", s.LastRejected}} {
-		if x.r == nil {
-			continue
-		}
-		fmt.Fprintf(w, "%s: #%d %s by %s at %s in %s", x.label, x.r.ID, x.r.Result, x.r.Trigger, x.r.Started.Format(time.RFC3339), x.r.Duration.Round(time.Millisecond))
-		if x.r.Reason != "" {
-			fmt.Fprintf(w, ": %s", x.r.Reason)
-		}
-		fmt.Fprintln(w)
 	}
 }
 
@@ -232,4 +136,11 @@ func writeFlagsDoc(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| `--%s` | `%s` / `%s` | %s | %s |\n", f.Name, env, f.Name, def, strings.ReplaceAll(f.Usage, "|", "\\|"))
 	})
+}
+
+// writeStatusJSON is `hotswap status -o json`: the engine's Status as is.
+func writeStatusJSON(w io.Writer, s *hotswap.Status) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s)
 }

@@ -12,6 +12,13 @@ import (
 	"github.com/hotswap-dev/hotswap/entrypoint"
 )
 
+const killUsage = `usage: kill [-s SIGNAL | -SIGNAL | -n NUMBER] PID...
+       kill -l
+Sends SIGNAL (default TERM) to each PID, like kill(1); -0 only checks that
+PID exists and may be signalled. In a pod: kubectl exec POD -- kill -USR2 1
+swaps the server (hotswap swap says how it ended).
+`
+
 // killMain is kill(1) for images without one: `kill [-SIG | -s SIG | -n NUM]
 // PID...` and `kill -l`. The Dockerfile links /bin/kill to hotswap.
 func killMain(args []string, stdout, stderr io.Writer) int {
@@ -26,6 +33,9 @@ func killMain(args []string, stdout, stderr io.Writer) int {
 		case a == "--":
 			args = args[1:]
 			goto pids
+		case a == "-h" || a == "--help":
+			fmt.Fprint(stdout, killUsage)
+			return 0
 		case a == "-l" || a == "-L" || a == "--list":
 			fmt.Fprintln(stdout, strings.Join(entrypoint.SignalNames(), "\n"))
 			return 0

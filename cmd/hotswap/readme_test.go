@@ -26,3 +26,17 @@ func TestReadmeFlagsTableIsCurrent(t *testing.T) {
 		t.Fatalf("README.md's flags table is stale: run hack/update-readme.sh\n--- README\n%s\n--- flags\n%s", got, want.String())
 	}
 }
+
+// ListenAndServe returns nil after a clean drain: a snippet that wraps it in
+// log.Fatal makes every drained generation exit 1 (issue 15).
+func TestReadmeSnippetsDoNotFatalOnCleanDrain(t *testing.T) {
+	for _, p := range []string{"../../README.md", "../../reuseport/README.md", "../../docs/handoff.md"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "log.Fatal(reuseport.ListenAndServe") {
+			t.Errorf("%s: log.Fatal(reuseport.ListenAndServe(...)) exits 1 after every clean drain; check the error first", p)
+		}
+	}
+}

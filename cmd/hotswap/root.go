@@ -23,7 +23,13 @@ the same listening sockets, without dropping a request.
 
 Every flag can also be set as HOTSWAP_<FLAG> (dashes become underscores) or as
 a key in the --config YAML file; a flag beats the environment, which beats the
-file.`
+file.
+
+How COMMAND is told from a subcommand: 'hotswap -- COMMAND' always runs
+COMMAND. Without '--', a first word naming a subcommand (swap, status, ...)
+runs it; any other word is the command to run, except one that is neither a
+path nor an executable on $PATH and is within two typos of a subcommand
+('hotswap sawp'): that is a usage error suggesting the subcommand.`
 
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
@@ -46,6 +52,11 @@ func newRootCommand() *cobra.Command {
 		c.Flags().SetInterspersed(false)
 		rc.addFlags(c.Flags())
 		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if cmd == root {
+				if err := nearMissSubcommand(root, args); err != nil {
+					return err
+				}
+			}
 			cfg, d, err := rc.load(cmd.Flags(), args)
 			if err != nil {
 				return err
@@ -154,12 +165,22 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, &hotswap.FieldError{Key: "log-level", Err: fmt.Errorf("%q: want debug, info, warn or error", level)}
 	}
-	ho := &slog.HandlerOptions{Level: lv}
+	ho := &slog.HandlerOptions{Level: lv, ReplaceAttr: readableDurations}
 	switch strings.ToLower(format) {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, ho)).With("component", "hotswap"), nil
+		return slog.New(withComponent(slog.NewTextHandler(w, ho), "hotswap")), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, ho)).With("component", "hotswap"), nil
+		return slog.New(withComponent(slog.NewJSONHandler(w, ho), "hotswap")), nil
 	}
 	return nil, &hotswap.FieldError{Key: "log-format", Err: fmt.Errorf("%q: want text or json", format)}
+}
+
+// readableDurations writes durations as Go durations ("1.5s") in every
+// format: slog's JSON handler would write nanoseconds. `hotswap status -o
+// json` follows the same convention.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }

@@ -94,11 +94,16 @@ func newDirWatch(path string, settle, resync time.Duration, log *slog.Logger) (*
 		return nil, fmt.Errorf("watch %s: inotify: %w (raise fs.inotify.max_user_instances?)", path, err)
 	}
 	w := &dirWatch{path: path, settle: settle, resync: resync, log: log, fsw: fsw, dirs: map[string]bool{}}
-	if err := fsw.Add(dir); err != nil {
+	realDir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
 		fsw.Close()
-		return nil, fmt.Errorf("watch %s: inotify on %s: %w", path, dir, err)
+		return nil, fmt.Errorf("watch %s: %w", path, err)
 	}
-	w.dirs[dir] = true
+	if err := fsw.Add(realDir); err != nil {
+		fsw.Close()
+		return nil, fmt.Errorf("watch %s: inotify on %s: %w", path, realDir, err)
+	}
+	w.dirs[realDir] = true
 	w.follow()
 	return w, nil
 }
@@ -106,11 +111,27 @@ func newDirWatch(path string, settle, resync time.Duration, log *slog.Logger) (*
 // follow keeps a watch on the directory the path resolves into (the target
 // of a "current" symlink, the kubelet's timestamped directory), so a file
 // written in place there is seen too; watches on directories no longer on
-// the way are dropped.
+// the way are dropped. Watches are keyed by the resolved directory: inotify
+// follows a symlinked directory once, at the time of the watch, so a path
+// through a symlinked directory (/releases -> /vol/r1) is watched where it
+// resolves now, and the directory holding that link too, so a flip of the
+// link itself is seen.
 func (w *dirWatch) follow() {
-	want := map[string]bool{filepath.Dir(w.path): true}
+	want := map[string]bool{}
+	add := func(d string) {
+		if real, err := filepath.EvalSymlinks(d); err == nil {
+			want[real] = true
+		}
+	}
+	dir := filepath.Dir(w.path)
+	add(dir)
+	for p := dir; p != filepath.Dir(p); p = filepath.Dir(p) {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			add(filepath.Dir(p))
+		}
+	}
 	if real, err := filepath.EvalSymlinks(w.path); err == nil {
-		want[filepath.Dir(real)] = true
+		add(filepath.Dir(real))
 	}
 	for d := range want {
 		if !w.dirs[d] {

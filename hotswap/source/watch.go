@@ -54,8 +54,9 @@ type Watch struct {
 	log  *slog.Logger
 	name string
 
-	lastSum string // content last offered (or the command line's)
-	gone    bool   // the path was missing last time: said so once
+	lastSum string    // content last offered (or the command line's)
+	offered fileState // the file last offered; zero: only the command line's
+	gone    bool      // the path was missing last time: said so once
 }
 
 // NewWatch checks the options and starts watching the path's directory.
@@ -116,6 +117,10 @@ func (w *Watch) settled(st fileState, o Offerer) bool {
 		w.log.Info("watched release is back", "path", w.dw.path)
 		w.gone = false
 	}
+	if st.mode.IsDir() {
+		w.log.Warn("watched path points to a directory; ignoring it: point it at the binary (ln -sfn v2/server current, not ln -sfn v2 current)", "path", w.dw.path, "resolved", st.real)
+		return true
+	}
 	if !st.mode.IsRegular() {
 		w.log.Warn("watched path is not a regular file; ignoring it", "path", w.dw.path, "resolved", st.real, "mode", st.mode.String())
 		return true
@@ -129,9 +134,22 @@ func (w *Watch) settled(st fileState, o Offerer) bool {
 		return true
 	}
 	if sum == w.lastSum {
-		return true
+		// The same file fixed in place (chmod after a refusal for its mode,
+		// chown) is offered again: the engine tries a release that failed
+		// once its file changed. Anything else with the same content is not
+		// a new release.
+		if w.offered.real == "" || st.real != w.offered.real || st.mode == w.offered.mode && st.ctime == w.offered.ctime {
+			what := "the release last offered"
+			if w.offered.real == "" {
+				what = "the command line's release"
+			}
+			w.log.Info("watched path changed; not offered: same content as "+what, "path", w.dw.path, "resolved", st.real, "version", "sha256:"+sum[:12])
+			return true
+		}
+		w.log.Info("same release changed in place (mode or owner); offered again", "path", st.real, "mode", st.mode.String())
 	}
 	w.lastSum = sum
+	w.offered = st
 	r := hotswap.Release{
 		Version: "sha256:" + sum[:12],
 		Path:    st.real,
