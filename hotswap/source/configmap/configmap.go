@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"slices"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/hotswap-dev/hotswap/hotswap"
+	"github.com/hotswap-dev/hotswap/hotswap/fleet"
 	"github.com/hotswap-dev/hotswap/hotswap/kube"
 	"github.com/hotswap-dev/hotswap/hotswap/source"
 )
@@ -82,6 +84,11 @@ type Options struct {
 	Namespace, Name string
 	// Key is the data key holding the manifest (default DefaultKey).
 	Key string
+	// PodName is this pod's name ($POD_NAME): a pod listed in the
+	// ConfigMap's canary-pods runs the canary manifest (docs/rollout.md).
+	// Empty means $POD_NAME (the downward API env the chart sets, which
+	// reporting reads too); without either, always the stable manifest.
+	PodName string
 	// REST is the apiserver connection (kube.RESTConfig).
 	REST *rest.Config
 	// Base and Root: see source.ManifestOptions.
@@ -125,6 +132,9 @@ func New(opts Options) (*Source, error) {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
+	}
+	if opts.PodName == "" {
+		opts.PodName = os.Getenv(kube.EnvPodName)
 	}
 	rc, err := kube.NewCoreV1Client(opts.REST)
 	if err != nil {
@@ -224,30 +234,37 @@ func (s *Source) changed(obj any, o source.Offerer) {
 		s.lastErr = ""
 	}
 	s.mu.Unlock()
-	var data []byte
-	if v, ok := cm.Data[s.opts.Key]; ok {
-		data = []byte(v)
-	} else if b, ok := cm.BinaryData[s.opts.Key]; ok {
-		data = b
-	} else {
-		keys := make([]string, 0, len(cm.Data)+len(cm.BinaryData))
-		for k := range cm.Data {
-			keys = append(keys, k)
-		}
-		for k := range cm.BinaryData {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
+	// BinaryData counts as Data: a manifest is text, but kubectl create
+	// --from-file stores a file that is not UTF-8 there.
+	all := make(map[string]string, len(cm.Data)+len(cm.BinaryData))
+	for k, v := range cm.BinaryData {
+		all[k] = string(v)
+	}
+	for k, v := range cm.Data {
+		all[k] = v
+	}
+	m, track, ok := fleet.ReleaseFor(all, s.opts.Key, s.opts.PodName)
+	if !ok {
+		keys := slices.Sorted(maps.Keys(all))
 		s.log.Warn("the ConfigMap has no release key; serving goes on", "keys", strings.Join(keys, ","), "hint", "put the manifest under --configmap-key")
 		s.lastSum = [sha256.Size]byte{}
 		return
 	}
+	data := []byte(m)
 	sum := sha256.Sum256(data)
 	if sum == s.lastSum {
 		return // another key changed, or a resync
 	}
 	s.lastSum = sum
-	source.OfferManifest(data, s.opts.Base, s.opts.Root, s.name, s.log.With("resourceVersion", cm.ResourceVersion), o)
+	log := s.log.With("resourceVersion", cm.ResourceVersion)
+	if track == fleet.Canary {
+		// The canary gets its own source name, so the trigger in
+		// hotswap.dev/last-swap says which track a swap came from.
+		log.Info("this pod is on the rollout's canary", "key", fleet.CanaryKey(s.opts.Key))
+		source.OfferManifest(data, s.opts.Base, s.opts.Root, s.name+"#canary", log, o)
+		return
+	}
+	source.OfferManifest(data, s.opts.Base, s.opts.Root, s.name, log, o)
 }
 
 func (s *Source) deleted(any) {

@@ -93,8 +93,14 @@ func namespace(t *testing.T) string {
 
 func run(t *testing.T, cfg *rest.Config, ns, name string) (offers, *logBuf) {
 	t.Helper()
+	return runPod(t, cfg, ns, name, "")
+}
+
+// runPod runs the source as pod would (its $POD_NAME).
+func runPod(t *testing.T, cfg *rest.Config, ns, name, pod string) (offers, *logBuf) {
+	t.Helper()
 	lb := &logBuf{}
-	src, err := New(Options{Namespace: ns, Name: name, REST: cfg, Root: "/releases", SyncTimeout: 2 * time.Second,
+	src, err := New(Options{Namespace: ns, Name: name, REST: cfg, Root: "/releases", SyncTimeout: 2 * time.Second, PodName: pod,
 		Base: hotswap.Release{Path: "/app/server", Args: []string{"serve"}},
 		Log:  slog.New(slog.NewTextHandler(lb, nil))})
 	if err != nil {
