@@ -145,6 +145,10 @@ type Rollout struct {
 	Phase Phase `json:"phase"`
 	// Step indexes Steps: the step being reached or baked.
 	Step int `json:"step"`
+	// Swapped is when the driver last told pods to swap (added names to
+	// KeyCanaryPods); a pod's SwapTimeout counts from it, or from the pod's
+	// creation if later.
+	Swapped time.Time `json:"swapped"`
 	// BakeSince is when every pod of the step reported the canary healthy;
 	// nil while pods are still swapping.
 	BakeSince *time.Time `json:"bakeSince,omitempty"`
