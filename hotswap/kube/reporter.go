@@ -90,7 +90,9 @@ type Reporter struct {
 	applied map[key][]byte // body of the last successful patch per key
 	failing map[key]string // last error per key, to log changes only
 	cond    corev1.ConditionStatus
-	since   time.Time // lastTransitionTime of cond
+	since   time.Time      // lastTransitionTime of cond
+	last    hotswap.Status // the status of the last event, for bake reports
+	bake    string         // the hotswap.dev/bake value, once a bake ran
 
 	observed, patches, patchErrs, dropped, lookupErrs atomic.Uint64
 	eventsSent, eventErrs                             atomic.Uint64
@@ -174,6 +176,7 @@ func (r *Reporter) Observe(e hotswap.Event) {
 	r.observed.Add(1)
 	ann, cond := r.bodies(e)
 	r.mu.Lock()
+	r.last = e.Status
 	changedAnn := !bytes.Equal(ann, r.want[keyAnnotations])
 	r.want[keyAnnotations] = ann
 	changedCond := !bytes.Equal(cond, r.want[keyCondition])
@@ -210,6 +213,11 @@ func (r *Reporter) bodies(e hotswap.Event) (ann, cond []byte) {
 	if st.LastRejected != nil {
 		a[AnnotationLastRejected] = lastSwapJSON(st.LastRejected)
 	}
+	r.mu.Lock()
+	if r.bake != "" {
+		a[AnnotationBake] = r.bake
+	}
+	r.mu.Unlock()
 	ann = mustJSON(map[string]any{"metadata": map[string]any{"annotations": a}})
 
 	status, reason, msg := corev1.ConditionFalse, string(st.Phase), ""

@@ -43,7 +43,7 @@ type behaviour struct {
 }
 
 type fleetSim struct {
-	t         *testing.T
+	t         testing.TB
 	ns, cm    string
 	selector  string
 	behaviour map[string]behaviour
@@ -72,7 +72,7 @@ type simPod struct {
 	timers  []*time.Timer
 }
 
-func newFleet(t *testing.T, stable string, n int) *fleetSim {
+func newFleet(t testing.TB, stable string, n int) *fleetSim {
 	t.Helper()
 	ns := strings.ToLower(regexp.MustCompile(`[^a-zA-Z0-9]+`).ReplaceAllString(t.Name(), "-"))
 	if len(ns) > 50 {
@@ -107,7 +107,9 @@ func newFleet(t *testing.T, stable string, n int) *fleetSim {
 	return f
 }
 
-func manifest(v string) string { return fmt.Sprintf("version: %s\nbinary: /releases/%s/server\n", v, v) }
+func manifest(v string) string {
+	return fmt.Sprintf("version: %s\nbinary: /releases/%s/server\n", v, v)
+}
 
 // addPod creates a pod as a ReplicaSet would and starts playing it.
 func (f *fleetSim) addPod() string {
@@ -262,7 +264,7 @@ func (p *simPod) status(last, rejected *hotswap.SwapResult) hotswap.Status {
 }
 
 // waitAll waits until every pod reports version v in its annotation, Ready.
-func (f *fleetSim) waitAll(t *testing.T, v string, within time.Duration) {
+func (f *fleetSim) waitAll(t testing.TB, v string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	var last string
@@ -299,7 +301,7 @@ func (f *fleetSim) served() map[string][]string {
 	return out
 }
 
-func (f *fleetSim) driver(t *testing.T, mod func(*Options)) *Driver {
+func (f *fleetSim) driver(t testing.TB, mod func(*Options)) *Driver {
 	t.Helper()
 	o := Options{REST: cluster.Admin(), Namespace: f.ns, ConfigMap: f.cm, Interval: 100 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(testWriter{t}, nil))}
@@ -313,7 +315,7 @@ func (f *fleetSim) driver(t *testing.T, mod func(*Options)) *Driver {
 	return d
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))

@@ -1,0 +1,14 @@
+// Package bake is the per-pod post-swap health bake: after a new generation
+// takes over, it keeps checking it for a configured time — an HTTP health
+// URL and the generation's survival — and on failure offers the previous
+// release again, so the pod rolls back in place on its own (docs/rollout.md).
+//
+// It owns: the bake timer and health checks, remembering which release each
+// version was (it sits between the sources and the engine as their
+// Offerer), and telling the pod's reporters how the bake went (Reporter).
+//
+// It sits beside the engine, not in it: it sees the engine only through
+// its events (it is an Observer) and its trigger door (it is an Offerer,
+// like a source). It must never block Observe or Offer (checks run on its
+// own goroutine), roll back a rollback, or import Kubernetes packages.
+package bake
