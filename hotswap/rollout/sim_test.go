@@ -19,6 +19,7 @@ import (
 
 	"github.com/hotswap-dev/hotswap/e2e/kubetest"
 	"github.com/hotswap-dev/hotswap/hotswap"
+	"github.com/hotswap-dev/hotswap/hotswap/bake"
 	"github.com/hotswap-dev/hotswap/hotswap/kube"
 	"github.com/hotswap-dev/hotswap/hotswap/source/configmap"
 )
@@ -251,11 +252,8 @@ func (p *simPod) Offer(r hotswap.Release) {
 		p.version = from
 		p.served = append(p.served, from)
 		p.rep.Observe(hotswap.Event{Type: hotswap.SwapFailed, Time: time.Now(), Warning: true, Status: p.status(res, nil)})
+		p.rep.ReportBake(bake.Result{Version: r.Version, Generation: gen, Result: bake.RolledBack, Reason: "health check failed", Since: now})
 		p.mu.Unlock()
-		// The reporter does not carry the bake yet: patch it as it will.
-		bake := kube.Bake{Version: r.Version, Generation: gen, Result: kube.BakeRolledBack, Reason: "health check failed", Since: now}
-		body := mustJSON(map[string]any{"metadata": map[string]any{"annotations": map[string]string{kube.AnnotationBake: string(mustJSON(bake))}}})
-		_, _ = cluster.Client().CoreV1().Pods(p.f.ns).Patch(context.Background(), p.name, types.MergePatchType, body, metav1.PatchOptions{})
 	})
 }
 
