@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +33,10 @@ type Options struct {
 	NeverReady     bool          // serve but never send READY=1
 	ExitAfterReady time.Duration // exit 1 this long after ready (0: off)
 	IgnoreTerm     bool          // ignore SIGTERM (the drain deadline must kill it)
+	// UnhealthyAfter makes every request (and /healthz) answer 503 this
+	// long after ready: a release that is ready but goes bad, for the
+	// post-swap bake and the fleet rollout (0: off).
+	UnhealthyAfter time.Duration
 	// ExitDrain makes ExitAfterReady a clean failure: drain (stop
 	// accepting, finish in-flight requests) and then exit 1, like a server
 	// that gives up after a failed self-check, instead of crashing.
@@ -58,8 +63,25 @@ func Run(o Options, log *slog.Logger) int {
 	gen := os.Getenv("HOTSWAP_GENERATION")
 	pid := strconv.Itoa(os.Getpid())
 
+	var sickAt atomic.Pointer[time.Time] // set at ready with UnhealthyAfter
+	sick := func(w http.ResponseWriter) bool {
+		if t := sickAt.Load(); t != nil && time.Now().After(*t) {
+			w.Header().Set("X-Hotswap-Version", o.Version)
+			http.Error(w, "unhealthy, as asked (--unhealthy-after)", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !sick(w) {
+			fmt.Fprintln(w, "ok")
+		}
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if sick(w) {
+			return
+		}
 		if s := r.URL.Query().Get("sleep"); s != "" {
 			d, err := time.ParseDuration(s)
 			if err != nil || d < 0 || d > time.Minute {
@@ -100,6 +122,10 @@ func Run(o Options, log *slog.Logger) int {
 		if err := reuseport.Ready(); err != nil {
 			log.Warn("sd_notify", "err", err)
 		}
+	}
+	if o.UnhealthyAfter > 0 {
+		t := time.Now().Add(o.UnhealthyAfter)
+		sickAt.Store(&t)
 	}
 	log.Debug("serving", "addr", ln.Addr().String(), "version", o.Version, "generation", gen, "pid", pid)
 	var crash <-chan time.Time
