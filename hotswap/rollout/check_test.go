@@ -32,7 +32,11 @@ func TestCheck(t *testing.T) {
 		{"unready during the bake", with(func(p *Pod) { p.Ready = false }), &baking, t0.Add(20 * time.Second), Bad, "was healthy on v2 during the bake, now not Ready"},
 		{"unready before the bake", with(func(p *Pod) { p.Ready = false }), r, t0.Add(5 * time.Second), Swapping, "not Ready"},
 		{"new pod during the bake", with(func(p *Pod) { p.Ready = false; p.Created = t0.Add(15 * time.Second) }), &baking, t0.Add(20 * time.Second), Swapping, "not Ready"},
-		{"restart since the start", with(func(p *Pod) { p.Restarts = 1; p.LastRestart = t0.Add(time.Second); p.LastExit = "container app exited 2 (Error)" }), r, t0.Add(5 * time.Second), Bad, "container app exited 2"},
+		{"restart since the start", with(func(p *Pod) {
+			p.Restarts = 1
+			p.LastRestart = t0.Add(time.Second)
+			p.LastExit = "container app exited 2 (Error)"
+		}), r, t0.Add(5 * time.Second), Bad, "container app exited 2"},
 		{"restart before the start", with(func(p *Pod) { p.Restarts = 1; p.LastRestart = t0.Add(-time.Minute) }), r, t0.Add(5 * time.Second), Healthy, ""},
 		{"swap failed", with(func(p *Pod) {
 			p.Version = "v1"
