@@ -52,8 +52,8 @@ type Options struct {
 }
 
 // Baker bakes every generation a swap brings in. Give it to the engine as
-// an observer, give the sources the Baker as their Offerer (it forwards to
-// the engine), and call SetTarget before the first Offer.
+// an observer, call Remember from the engine's Verify hook, and SetTarget
+// the engine once it exists.
 type Baker struct {
 	opts   Options
 	client *http.Client
@@ -94,26 +94,13 @@ func (b *Baker) SetTarget(o source.Offerer) {
 	b.mu.Unlock()
 }
 
-// Offer remembers r, so the bake of a later version can go back to it, and
-// hands it on.
-func (b *Baker) Offer(r hotswap.Release) {
+// Remember records r as the release of its version, so the bake of a
+// later version can go back to it. Call it for every release the engine is
+// about to start (hotswap.Config.Verify sees them all).
+func (b *Baker) Remember(r hotswap.Release) {
 	b.mu.Lock()
 	b.releases[r.Version] = r
-	t := b.target
 	b.mu.Unlock()
-	if t != nil {
-		t.Offer(r)
-	}
-}
-
-// Reject hands a source's refusal on, when the target wants them.
-func (b *Baker) Reject(src, reason string) {
-	b.mu.Lock()
-	t := b.target
-	b.mu.Unlock()
-	if rj, ok := t.(source.Rejecter); ok {
-		rj.Reject(src, reason)
-	}
 }
 
 // Observe starts a bake when a swap succeeds, and fails the running one

@@ -68,7 +68,7 @@ func TestBaked(t *testing.T) {
 	var healthy atomic.Bool
 	healthy.Store(true)
 	b, rec := setup(t, &healthy, 200*time.Millisecond)
-	b.Offer(hotswap.Release{Version: "v2", Path: "/r/v2"})
+	b.Remember(hotswap.Release{Version: "v2", Path: "/r/v2"})
 	b.Observe(swapped("v1", "v2", 2))
 	if r := rec.next(t); r.Result != Baking || r.Version != "v2" || r.Generation != 2 {
 		t.Fatalf("first result %+v", r)
@@ -76,8 +76,10 @@ func TestBaked(t *testing.T) {
 	if r := rec.next(t); r.Result != Baked {
 		t.Fatalf("second result %+v", r)
 	}
-	if len(rec.offers) != 1 {
-		t.Fatalf("offers %v, want only v2", rec.offers)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.offers) != 0 {
+		t.Fatalf("offers %v, want none", rec.offers)
 	}
 }
 
@@ -87,7 +89,7 @@ func TestHealthFailsRollsBack(t *testing.T) {
 	var healthy atomic.Bool
 	healthy.Store(true)
 	b, rec := setup(t, &healthy, 10*time.Second)
-	b.Offer(hotswap.Release{Version: "v2", Path: "/r/v2"})
+	b.Remember(hotswap.Release{Version: "v2", Path: "/r/v2"})
 	b.Observe(swapped("v1", "v2", 2))
 	rec.next(t)
 	healthy.Store(false)
@@ -98,8 +100,8 @@ func TestHealthFailsRollsBack(t *testing.T) {
 	rec.mu.Lock()
 	offers := append([]hotswap.Release(nil), rec.offers...)
 	rec.mu.Unlock()
-	if len(offers) != 2 || offers[1].Path != "/r/v1" {
-		t.Fatalf("offers %+v, want v2 then the initial v1", offers)
+	if len(offers) != 1 || offers[0].Path != "/r/v1" {
+		t.Fatalf("offers %+v, want the initial v1", offers)
 	}
 	// The engine swaps back: no bake of the rollback.
 	b.Observe(swapped("v2", "v1", 3))
@@ -116,8 +118,8 @@ func TestDeathRollsBack(t *testing.T) {
 	rec := &recorder{ch: make(chan Result, 16)}
 	b := New(Options{Duration: time.Minute, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, rec)
 	b.SetTarget(rec)
-	b.Offer(hotswap.Release{Version: "v1", Path: "/r/v1"})
-	b.Offer(hotswap.Release{Version: "v2", Path: "/r/v2"})
+	b.Remember(hotswap.Release{Version: "v1", Path: "/r/v1"})
+	b.Remember(hotswap.Release{Version: "v2", Path: "/r/v2"})
 	b.Observe(swapped("v1", "v2", 2))
 	rec.next(t)
 	b.Observe(hotswap.Event{Type: hotswap.ChildExited, Message: "generation 2 exited with code 2", Status: hotswap.Status{Phase: hotswap.PhaseFailed}})
@@ -132,8 +134,8 @@ func TestNewerSwapReplacesBake(t *testing.T) {
 	var healthy atomic.Bool
 	healthy.Store(true)
 	b, rec := setup(t, &healthy, 300*time.Millisecond)
-	b.Offer(hotswap.Release{Version: "v2", Path: "/r/v2"})
-	b.Offer(hotswap.Release{Version: "v3", Path: "/r/v3"})
+	b.Remember(hotswap.Release{Version: "v2", Path: "/r/v2"})
+	b.Remember(hotswap.Release{Version: "v3", Path: "/r/v3"})
 	b.Observe(swapped("v1", "v2", 2))
 	rec.next(t)
 	b.Observe(swapped("v2", "v3", 3))

@@ -4,8 +4,9 @@
 // release again, so the pod rolls back in place on its own (docs/rollout.md).
 //
 // It owns: the bake timer and health checks, remembering which release each
-// version was (it sits between the sources and the engine as their
-// Offerer), and telling the pod's reporters how the bake went (Reporter).
+// version was (from the engine's Verify hook, which sees every release
+// before it starts), and telling the pod's reporters how the bake went
+// (Reporter).
 //
 // It sits beside the engine, not in it: it sees the engine only through
 // its events (it is an Observer) and its trigger door (it is an Offerer,
