@@ -9,7 +9,7 @@
 // (Reporter).
 //
 // It sits beside the engine, not in it: it sees the engine only through
-// its events (it is an Observer) and its trigger door (it is an Offerer,
-// like a source). It must never block Observe or Offer (checks run on its
+// its events (it is an Observer), its Verify hook and its trigger door
+// (Offer, like a source). It must never block Observe (checks run on its
 // own goroutine), roll back a rollback, or import Kubernetes packages.
 package bake
