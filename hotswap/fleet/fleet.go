@@ -152,6 +152,9 @@ type Rollout struct {
 	// BakeSince is when every pod of the step reported the canary healthy;
 	// nil while pods are still swapping.
 	BakeSince *time.Time `json:"bakeSince,omitempty"`
+	// Settled is set once every pod serves stable again after a rollback
+	// or an abort.
+	Settled bool `json:"settled,omitempty"`
 	// Reason says why the phase is what it is, for people at 2 am.
 	Reason  string    `json:"reason,omitempty"`
 	Started time.Time `json:"started"`

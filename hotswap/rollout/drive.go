@@ -30,6 +30,8 @@ func (d *Driver) Drive(ctx context.Context) (*fleet.Rollout, error) {
 			continue // another driver wrote: decide again from what it wrote
 		case err != nil && (errors.Is(err, ErrNoRollout) || apierrors.IsNotFound(err)) && !d.opts.Forever:
 			return r, err
+		case errors.Is(err, ErrNoRollout):
+			// The in-cluster driver between rollouts: nothing to say.
 		case err != nil && ctx.Err() == nil:
 			if err.Error() != lastErr {
 				d.log.Warn("rollout driver: retrying", "err", err)
@@ -96,7 +98,7 @@ func (d *Driver) reconcile(ctx context.Context) (*fleet.Rollout, bool, error) {
 // settle waits after a rollback until no pod serves the canary any more
 // (bounded by the swap timeout) and says so once.
 func (d *Driver) settle(ctx context.Context, cm *corev1.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, bool, error) {
-	if strings.HasSuffix(r.Reason, settledNote) {
+	if r.Settled {
 		return r, true, nil
 	}
 	pods, err := d.pods(ctx, r.Target.Selector)
@@ -117,7 +119,8 @@ func (d *Driver) settle(ctx context.Context, cm *corev1.ConfigMap, r *fleet.Roll
 	if len(on) > 0 {
 		msg = fmt.Sprintf("still on %s after %s: %s", r.CanaryVersion, time.Duration(r.SwapTimeout), strings.Join(on, ", "))
 	}
-	nr.Reason = r.Reason + "; " + msg + settledNote
+	nr.Reason = r.Reason + "; " + msg
+	nr.Settled = true
 	if err := d.put(ctx, cm, &nr); err != nil {
 		return r, false, err
 	}
@@ -125,10 +128,6 @@ func (d *Driver) settle(ctx context.Context, cm *corev1.ConfigMap, r *fleet.Roll
 	d.log.Info("rollout rolled back", "canary", r.CanaryVersion, "stable", r.StableVersion, "result", msg)
 	return &nr, true, nil
 }
-
-// settledNote ends the reason once the pods are back on stable, so a
-// re-run driver does not wait again.
-const settledNote = "."
 
 // progress is one reconcile of a Progressing rollout: check the canary
 // pods, halt on a bad sign, else bake, advance or add pods — at most one
@@ -172,7 +171,9 @@ func (d *Driver) progress(ctx context.Context, cm *corev1.ConfigMap, r *fleet.Ro
 	if reached && nr.BakeSince == nil {
 		nr.BakeSince = &now
 		nr.Reason = fmt.Sprintf("step %s: %d of %d pods on %s, baking %s", d.stepName(&nr), len(canary), len(live), nr.CanaryVersion, time.Duration(nr.Bake))
-	} else if reached && now.Sub(*nr.BakeSince) >= time.Duration(nr.Bake) {
+	}
+	// Without a bake the step advances in the same write.
+	if reached && now.Sub(*nr.BakeSince) >= time.Duration(nr.Bake) {
 		if err := d.analyse(ctx, &nr, canary); err != nil {
 			return d.halt(ctx, cm, r, fmt.Sprintf("step %s analysis: %v", d.stepName(&nr), err))
 		}

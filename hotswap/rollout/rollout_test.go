@@ -75,7 +75,7 @@ func TestGoodRollout(t *testing.T) {
 		t.Errorf("events %v, want %v", ev, want)
 	}
 	var b strings.Builder
-	if err := d.Metrics().WriteMetrics(&b); err != nil || !strings.Contains(b.String(), "hotswap_rollout_steps_total 3") {
+	if err := d.Metrics().WriteMetrics(&b); err != nil || !strings.Contains(b.String(), "hotswap_rollout_steps_total 4") {
 		t.Errorf("metrics (err %v):\n%s", err, b.String())
 	}
 	t.Logf("driver: %d writes, %d reads, %d pod lists, %d conflicts", d.Metrics().Writes.Load(), d.Metrics().Reads.Load(), d.Metrics().PodLists.Load(), d.Metrics().Conflicts.Load())
@@ -117,12 +117,11 @@ func TestBadSignsHalt(t *testing.T) {
 					n++
 				}
 			}
-			if want := 1; tc.b.reject != "" {
-				want = 0
-				if n != want {
-					t.Errorf("%d pods served v2, want %d", n, want)
-				}
-			} else if n != want {
+			want := 1 // only the canary pod
+			if tc.b.reject != "" {
+				want = 0 // refused: it never served
+			}
+			if n != want {
 				t.Errorf("%d pods served v2, want %d", n, want)
 			}
 			if ev := f.events(t); !slices.Contains(ev, "RolloutHalted") || !slices.Contains(ev, "RolloutRolledBack") {
