@@ -65,8 +65,11 @@ type Options struct {
 type Driver struct {
 	opts    Options
 	c       rest.Interface
-	log     *slog.Logger
-	metrics Metrics
+	log      *slog.Logger
+	metrics  Metrics
+	podCache podCache
+	// watching: Drive runs, pods come from the informer (podCache).
+	watching bool
 }
 
 // New checks opts and builds the client. Nothing is contacted until a call.
@@ -294,9 +297,15 @@ func (d *Driver) deploymentSelector(ctx context.Context, name string) (string, e
 	return sel.String(), nil
 }
 
-// pods lists the target's pods from the apiserver's watch cache
-// (resourceVersion 0: no etcd read, cheap at 1,000 pods).
+// pods returns the target's pods: from the informer while Drive runs (once
+// it has synced), else a list from the apiserver's watch cache
+// (resourceVersion 0: no etcd read).
 func (d *Driver) pods(ctx context.Context, selector string) ([]Pod, error) {
+	if d.watching {
+		if pods, ok := d.cachedPods(ctx, selector); ok {
+			return pods, nil
+		}
+	}
 	list := &corev1.PodList{}
 	d.metrics.PodLists.Add(1)
 	err := d.c.Get().Namespace(d.opts.Namespace).Resource("pods").
