@@ -22,8 +22,8 @@ import (
 func (d *Driver) Drive(ctx context.Context) (*fleet.Rollout, error) {
 	t := time.NewTicker(d.opts.Interval)
 	defer t.Stop()
-	d.watching = true
-	defer func() { d.watching = false; d.stopCache() }()
+	d.watching.Store(true)
+	defer func() { d.watching.Store(false); d.stopCache() }()
 	var lastErr string
 	for {
 		r, done, err := d.reconcile(ctx)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -69,7 +70,7 @@ type Driver struct {
 	metrics  Metrics
 	podCache podCache
 	// watching: Drive runs, pods come from the informer (podCache).
-	watching bool
+	watching atomic.Bool
 }
 
 // New checks opts and builds the client. Nothing is contacted until a call.
@@ -301,7 +302,7 @@ func (d *Driver) deploymentSelector(ctx context.Context, name string) (string, e
 // it has synced), else a list from the apiserver's watch cache
 // (resourceVersion 0: no etcd read).
 func (d *Driver) pods(ctx context.Context, selector string) ([]Pod, error) {
-	if d.watching {
+	if d.watching.Load() {
 		if pods, ok := d.cachedPods(ctx, selector); ok {
 			return pods, nil
 		}
