@@ -133,7 +133,7 @@ func TestDeathRollsBack(t *testing.T) {
 func TestNewerSwapReplacesBake(t *testing.T) {
 	var healthy atomic.Bool
 	healthy.Store(true)
-	b, rec := setup(t, &healthy, 300*time.Millisecond)
+	b, rec := setup(t, &healthy, time.Second)
 	b.Remember(hotswap.Release{Version: "v2", Path: "/r/v2"})
 	b.Remember(hotswap.Release{Version: "v3", Path: "/r/v3"})
 	b.Observe(swapped("v1", "v2", 2))
