@@ -30,6 +30,11 @@ func main() {
 		// -USR2 1` works in a FROM-scratch image.
 		os.Exit(killMain(os.Args[1:], os.Stdout, os.Stderr))
 	}
+	if filepath.Base(os.Args[0]) == "kubectl-hotswap" {
+		// Multi-call: kubectl-hotswap -> hotswap on the PATH makes the
+		// rollout commands a kubectl plugin (`kubectl hotswap status ...`).
+		os.Exit(kubectlPluginMain(os.Args[1:]))
+	}
 	os.Exit(execute(os.Args[1:]))
 }
 

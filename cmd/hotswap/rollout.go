@@ -71,7 +71,8 @@ func newRolloutCommand() *cobra.Command {
 // kubectlPluginMain runs `kubectl hotswap ...`: the rollout commands at the top.
 func kubectlPluginMain(args []string) int {
 	root := newRolloutCommand()
-	root.Use = "kubectl hotswap"
+	root.Use = "kubectl-hotswap"
+	root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl hotswap"}
 	root.SilenceUsage, root.SilenceErrors = true, true
 	root.SetArgs(args)
 	return exitCode(root.Execute())

@@ -64,7 +64,7 @@ func newRootCommand() *cobra.Command {
 			return rc.run(cmd.Context(), cfg, d)
 		}
 	}
-	root.AddCommand(run, newVersionCommand(), newSwapCommand(), newStatusCommand(), newDemoCommand(), newServeCommand(), newKillCommand(), newFlagsDocCommand(), newInstallCommand())
+	root.AddCommand(run, newVersionCommand(), newSwapCommand(), newStatusCommand(), newDemoCommand(), newServeCommand(), newKillCommand(), newFlagsDocCommand(), newInstallCommand(), newRolloutCommand())
 	root.SetVersionTemplate("hotswap {{.Version}}\n")
 	return root
 }
