@@ -64,8 +64,8 @@ type Options struct {
 
 // Driver drives the rollouts recorded in one release ConfigMap.
 type Driver struct {
-	opts    Options
-	c       rest.Interface
+	opts     Options
+	c        rest.Interface
 	log      *slog.Logger
 	metrics  Metrics
 	podCache podCache
