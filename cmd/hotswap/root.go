@@ -70,7 +70,8 @@ func newRootCommand() *cobra.Command {
 }
 
 // runCommand is `hotswap run`: its options and its features, which are set
-// up in this fixed order (admin last: it reads the reporter's counters).
+// up in this fixed order (bake after sources and reporting, admin last: it
+// reads the reporter's counters).
 type runCommand struct {
 	opts     runOptions
 	features []feature
@@ -81,6 +82,9 @@ func newRunCommand() *runCommand {
 	kube, reportErrors := kubeFeatures(&srcs.releaseRoot)
 	fs := []feature{&handoffFeature{}, srcs}
 	fs = append(fs, kube...)
+	// The bake after the sources and reporting: it wraps their Verify
+	// hook and reports through their observers.
+	fs = append(fs, &bakeFeature{})
 	fs = append(fs, &adminFeature{reportErrors: reportErrors})
 	return &runCommand{features: fs}
 }
