@@ -92,9 +92,9 @@ func BenchmarkRolloutFleet(b *testing.B) {
 		if _, err := d.Drive(b.Context()); err != nil {
 			b.Fatal(err)
 		}
-		f.waitAll(b, to, 5*time.Minute)
 		took := time.Since(start)
 		after := apiserverCounters(b)
+		f.waitAll(b, to, 5*time.Minute)
 		delta := func(k string) float64 { return after[k] - before[k] }
 		m := d.Metrics()
 		b.ReportMetric(float64(n), "pods")

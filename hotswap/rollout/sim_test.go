@@ -281,7 +281,7 @@ func (f *fleetSim) waitAll(t testing.TB, v string, within time.Duration) {
 		if last == "" {
 			return
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("pods not all on %s within %s:%s", v, within, last)
 }
