@@ -104,7 +104,7 @@ func newFleet(t testing.TB, stable string, n int) *fleetSim {
 			p.stop()
 		}
 	})
-	f.waitAll(t, stable, 30*time.Second)
+	f.waitAll(t, stable, 30*time.Second+time.Duration(n)*100*time.Millisecond)
 	return f
 }
 
