@@ -105,7 +105,9 @@ func (v Verdict) String() string {
 // than the rollout's swap timeout.
 func Check(p Pod, r *fleet.Rollout, now time.Time) (Verdict, string) {
 	canary := r.CanaryVersion
-	if !p.LastRestart.IsZero() && p.LastRestart.After(r.Started) {
+	// The kubelet's finishedAt has whole seconds: a restart in the second
+	// the rollout started counts.
+	if !p.LastRestart.IsZero() && !p.LastRestart.Before(r.Started.Truncate(time.Second)) {
 		return Bad, fmt.Sprintf("%s at %s (restarts %d)", p.LastExit, p.LastRestart.UTC().Format(time.TimeOnly), p.Restarts)
 	}
 	if s := p.LastSwap; s != nil && s.ToVersion == canary && s.Result == string(hotswap.ResultFailed) && s.Time.After(r.Started) {
