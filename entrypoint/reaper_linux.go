@@ -47,6 +47,12 @@ type Reaper struct {
 // NewReaper starts the reaper goroutine. Close it when done (tests); an init
 // keeps it for its whole life.
 func NewReaper(log *slog.Logger) (*Reaper, error) {
+	return newReaper(log, nil)
+}
+
+// newReaper is NewReaper with register run before the reaper goroutine
+// starts (adopted children, see NewReaperAdopting).
+func newReaper(log *slog.Logger, register func(*Reaper)) (*Reaper, error) {
 	if !reaperRunning.CompareAndSwap(false, true) {
 		return nil, ErrReaperRunning
 	}
@@ -61,6 +67,9 @@ func NewReaper(log *slog.Logger) (*Reaper, error) {
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 		log:     log,
+	}
+	if register != nil {
+		register(r)
 	}
 	signal.Notify(r.sigs, syscall.SIGCHLD)
 	go r.loop()

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -166,3 +167,23 @@ func Notify(state string) error {
 	}
 	return nil
 }
+
+// NotifySocketFromFile is a NotifySocket on an inherited descriptor, bound to
+// path already (hotswap hands its notify sockets over an in-place upgrade;
+// see docs/upgrade.md). f is closed: the socket has its own copy.
+func NotifySocketFromFile(f *os.File, path string) (*NotifySocket, error) {
+	defer f.Close()
+	c, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("reuseport: notify socket %s: inherited: %w", path, err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("reuseport: notify socket %s: inherited descriptor is not a unix datagram socket", path)
+	}
+	return &NotifySocket{conn: uc, path: path}, nil
+}
+
+// SyscallConn exposes the socket's descriptor, so DupFD can hand it over.
+func (s *NotifySocket) SyscallConn() (syscall.RawConn, error) { return s.conn.SyscallConn() }
