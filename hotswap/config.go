@@ -198,6 +198,9 @@ type Config struct {
 	// Self is the hotswap binary, re-executed as the LISTEN_PID shim;
 	// default /proc/self/exe.
 	Self string
+	// HotswapVersion is this hotswap's own version, as `hotswap status` and
+	// an upgrade report it.
+	HotswapVersion string
 	// Env is the environment every generation starts from (default os.Environ()).
 	Env []string
 	Log *slog.Logger

@@ -19,8 +19,11 @@ import (
 
 // ControlRequest is one line a client sends on the control socket.
 type ControlRequest struct {
-	// Op is "swap" or "status".
+	// Op is "swap", "status" or "upgrade".
 	Op string `json:"op"`
+	// Path and SHA256 name the new hotswap binary of an "upgrade".
+	Path   string `json:"path,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
 	// Timeout bounds a swap, as a Go duration ("30s"); empty: no bound
 	// beyond the engine's own --start-timeout.
 	Timeout string `json:"timeout,omitempty"`
@@ -31,6 +34,8 @@ type ControlResponse struct {
 	Error  string      `json:"error,omitempty"`
 	Swap   *SwapResult `json:"swap,omitempty"`
 	Status *Status     `json:"status,omitempty"`
+	// Upgrade answers an "upgrade": sent just before the exec.
+	Upgrade *UpgradeResult `json:"upgrade,omitempty"`
 }
 
 // MaxControlRequest bounds one request line on the control socket, newline
@@ -145,6 +150,13 @@ func (e *Engine) serveControlConn(ctx context.Context, c *net.UnixConn, readTime
 			return
 		}
 		reply(ControlResponse{Swap: &res})
+	case "upgrade":
+		res, err := e.Upgrade(ctx, req.Path, req.SHA256)
+		if err != nil {
+			reply(ControlResponse{Error: err.Error()})
+			return
+		}
+		reply(ControlResponse{Upgrade: &res})
 	}
 }
 
@@ -175,8 +187,12 @@ func parseControlRequest(line []byte) (ControlRequest, error) {
 	}
 	switch req.Op {
 	case "swap", "status":
+	case "upgrade":
+		if !filepath.IsAbs(req.Path) {
+			return ControlRequest{}, fmt.Errorf("upgrade: path %q: want the absolute path of the new hotswap binary", req.Path)
+		}
 	default:
-		return ControlRequest{}, fmt.Errorf("unknown op %q: want swap or status", req.Op)
+		return ControlRequest{}, fmt.Errorf("unknown op %q: want swap, status or upgrade", req.Op)
 	}
 	if req.Timeout != "" {
 		d, err := time.ParseDuration(req.Timeout)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
 	"github.com/hotswap-dev/hotswap/hotswap/listenenv"
+	"github.com/hotswap-dev/hotswap/internal/upgradesig"
 	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
 
@@ -64,6 +65,11 @@ type Engine struct {
 	backoff        time.Duration
 	restartAt      Timer
 	bins           map[*Binary]bool // open release binaries to close (pin.go)
+
+	// resumed is the state an in-place upgrade handed over (upgrade.go);
+	// Run restores from it instead of starting the command.
+	resumed     *handover
+	resumedGens []resumedGen
 
 	// Shutdown (pid1.go), owned by the Run goroutine as well.
 	stopping bool
@@ -177,7 +183,7 @@ func NewWithRuntime(cfg Config, rt Runtime) (*Engine, error) {
 		e.listeners = append(e.listeners, activation.NamedListener{Name: l.Name, Listener: ln})
 	}
 	e.current = cfg.Release
-	e.status = Status{Phase: PhaseStarting}
+	e.status = Status{Phase: PhaseStarting, Hotswap: cfg.HotswapVersion}
 	return e, nil
 }
 
@@ -260,6 +266,15 @@ func (e *Engine) Run(ctx context.Context) int {
 	signal.Notify(sigs, entrypoint.CatchSignals()...)
 	defer signal.Stop(sigs)
 	entrypoint.IgnoreTTYSignals()
+	if e.resumed != nil {
+		// Caught since this process's first moment (internal/upgradesig):
+		// handled first, after the ones the old hotswap handed over.
+		for _, s := range upgradesig.Stop() {
+			if sig, ok := s.(syscall.Signal); ok && entrypoint.Forwardable(sig) {
+				e.resumed.Signals = append(e.resumed.Signals, int(sig))
+			}
+		}
+	}
 	return e.run(ctx, sigs)
 }
 
@@ -279,7 +294,9 @@ func (e *Engine) run(ctx context.Context, sigs <-chan os.Signal) int {
 	} else {
 		defer closeControl()
 	}
-	if code, ok := e.startFirst(); !ok {
+	if e.resumed != nil {
+		e.resume()
+	} else if code, ok := e.startFirst(); !ok {
 		return code
 	}
 	ctxDone := ctx.Done()
@@ -296,6 +313,10 @@ func (e *Engine) run(ctx context.Context, sigs <-chan os.Signal) int {
 				e.onSignal(sig)
 			}
 		case ev := <-e.events:
+			if p, ok := ev.(upgradePrepared); ok {
+				e.onUpgradePrepared(p, sigs) // execs: needs the signals
+				continue
+			}
 			e.handle(ev)
 			e.sweepBinaries()
 		}
@@ -335,6 +356,8 @@ func (e *Engine) handle(ev any) {
 		e.restart()
 	case rejectEvent:
 		e.onReject(ev.source, ev.reason)
+	case upgradeReq:
+		e.onUpgradeReq(ev)
 	case graceEvent:
 		e.onGraceOver()
 	case pollEvent:

@@ -133,6 +133,10 @@ type Status struct {
 	LastRejected *SwapResult `json:"lastRejected,omitempty"`
 	Swaps        uint64      `json:"swaps"` // attempts so far
 	Counts       SwapCounts  `json:"counts"`
+	// Hotswap is the running hotswap's own version; Upgrades how many times
+	// hotswap replaced itself in place in this pod (docs/upgrade.md).
+	Hotswap  string `json:"hotswap,omitempty"`
+	Upgrades int    `json:"upgrades,omitempty"`
 }
 
 // Event is one thing that happened, with the status right after it.

@@ -11,6 +11,9 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hotswap-dev/hotswap/hotswap"
+	// Subscribes to signals at once in a hotswap exec'ed by an upgrade.
+	_ "github.com/hotswap-dev/hotswap/internal/upgradesig"
 	"github.com/hotswap-dev/hotswap/reuseport/activation"
 	// Runs the LISTEN_PID exec shim from a package initializer, before the
 	// heavier packages initialize, so a generation starts sooner.
@@ -24,6 +27,12 @@ func main() {
 	// A child started with listeners passes through this re-exec to learn
 	// its own PID for LISTEN_PID; it never returns when it is the shim.
 	activation.RunShimIfRequested()
+
+	if hotswap.SelfTestRequested() {
+		// A running hotswap asks this binary to prove it can take over
+		// (docs/upgrade.md): nothing else may run.
+		os.Exit(hotswap.SelfTest(version, os.Stdout, os.Stderr))
+	}
 
 	if filepath.Base(os.Args[0]) == "kill" {
 		// Multi-call: /bin/kill -> /hotswap, so `kubectl exec POD -- kill

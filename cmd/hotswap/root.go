@@ -64,7 +64,7 @@ func newRootCommand() *cobra.Command {
 			return rc.run(cmd.Context(), cfg, d)
 		}
 	}
-	root.AddCommand(run, newVersionCommand(), newSwapCommand(), newStatusCommand(), newDemoCommand(), newServeCommand(), newKillCommand(), newFlagsDocCommand(), newInstallCommand(), newRolloutCommand())
+	root.AddCommand(run, newVersionCommand(), newSwapCommand(), newStatusCommand(), newDemoCommand(), newServeCommand(), newKillCommand(), newFlagsDocCommand(), newInstallCommand(), newRolloutCommand(), newUpgradeCommand())
 	root.SetVersionTemplate("hotswap {{.Version}}\n")
 	return root
 }
@@ -114,7 +114,20 @@ func (c *runCommand) load(fs *pflag.FlagSet, args []string) (hotswap.Config, *de
 // run is the init: reaper, features, engine, exit code.
 func (c *runCommand) run(ctx context.Context, cfg hotswap.Config, d *deps) error {
 	log := d.log
-	reaper, err := entrypoint.NewReaper(log)
+	cfg.HotswapVersion = version
+	// An upgrade exec'ed us: its children are ours to adopt before the
+	// reaper's first wait (docs/upgrade.md).
+	up, err := hotswap.LoadHandover()
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("upgrade: %w", err)}
+	}
+	var reaper *entrypoint.Reaper
+	var adopted map[int]*entrypoint.Process
+	if up != nil {
+		reaper, adopted, err = entrypoint.NewReaperAdopting(log, up.Adopt())
+	} else {
+		reaper, err = entrypoint.NewReaper(log)
+	}
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -143,7 +156,12 @@ func (c *runCommand) run(ctx context.Context, cfg hotswap.Config, d *deps) error
 			starters = append(starters, start)
 		}
 	}
-	eng, err := hotswap.New(cfg, reaper)
+	var eng *hotswap.Engine
+	if up != nil {
+		eng, err = hotswap.NewResumed(cfg, reaper, up, adopted)
+	} else {
+		eng, err = hotswap.New(cfg, reaper)
+	}
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
