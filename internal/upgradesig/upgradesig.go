@@ -67,4 +67,3 @@ func Stop() []os.Signal {
 		}
 	}
 }
-
