@@ -30,6 +30,11 @@ const (
 	// verification refused (LastSwap as JSON), so an operator sees why an
 	// update did not happen.
 	AnnotationLastRejected = "hotswap.dev/last-rejected"
+	// AnnotationHotswapVersion is the running hotswap's own version and
+	// AnnotationUpgrades how often it replaced itself in place
+	// (docs/upgrade.md): after `hotswap upgrade` the new one reports itself.
+	AnnotationHotswapVersion = "hotswap.dev/hotswap-version"
+	AnnotationUpgrades       = "hotswap.dev/upgrades"
 )
 
 // ConditionReady is the pod condition a pod's readinessGates can name.
@@ -206,6 +211,10 @@ func (r *Reporter) bodies(e hotswap.Event) (ann, cond []byte) {
 		AnnotationVersion:    st.Version,
 		AnnotationGeneration: strconv.Itoa(st.Generation),
 		AnnotationPhase:      string(st.Phase),
+	}
+	if st.Hotswap != "" {
+		a[AnnotationHotswapVersion] = st.Hotswap
+		a[AnnotationUpgrades] = strconv.Itoa(st.Upgrades)
 	}
 	if st.LastSwap != nil {
 		a[AnnotationLastSwap] = lastSwapJSON(st.LastSwap)
