@@ -71,6 +71,12 @@ type Engine struct {
 	resumed     *handover
 	resumedGens []resumedGen
 
+	// The running binary's sha256 (selfSHA256) and the last upgrade a
+	// source offered (OfferUpgrade); any goroutine.
+	selfSum        string
+	selfSumOnce    sync.Once
+	offeredUpgrade atomic.Pointer[string]
+
 	// Shutdown (pid1.go), owned by the Run goroutine as well.
 	stopping bool
 	killedAt time.Time // when the grace period ended and SIGKILL went out

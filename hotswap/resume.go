@@ -92,6 +92,7 @@ func NewResumed(cfg Config, reaper *entrypoint.Reaper, h *Handover, procs map[in
 		e.log.Warn("upgrade: the configuration names other listeners than the handed-over ones; keeping the handed-over ones (a restart of the pod applies the new ones)", "configured", len(bind), "inherited", len(h.h.Listeners))
 	}
 	e.resumed = h.h
+	e.selfSum = h.h.SHA256
 	e.resumedGens = nil
 	for _, hg := range h.h.Gens {
 		ctx, cancel := context.WithCancel(context.Background())

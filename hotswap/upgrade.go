@@ -45,6 +45,10 @@ const selfTestTimeout = 10 * time.Second
 // exec; the old hotswap stays in charge.
 var ErrUpgradeRefused = errors.New("upgrade refused")
 
+// ErrUpgradeBusy wraps a refusal only because the engine was busy (a swap,
+// a restart): the same upgrade may succeed later.
+var ErrUpgradeBusy = errors.New("busy")
+
 // UpgradeResult is the answer to an upgrade request, sent just before the
 // exec (after it, the new hotswap answers `hotswap status`).
 type UpgradeResult struct {
@@ -75,6 +79,9 @@ type handover struct {
 	LastRejectd *SwapResult    `json:"lastRejected,omitempty"`
 	Signals     []int          `json:"signals,omitempty"`
 	Orphans     uint64         `json:"orphans,omitempty"`
+	// SHA256 is the content of the binary exec'ed, so the new hotswap
+	// knows what it is without hashing itself.
+	SHA256 string `json:"sha256,omitempty"`
 	Extra       map[string]any `json:"-"`
 }
 
@@ -224,7 +231,7 @@ func (e *Engine) upgradeBusy() string {
 // the background: verify, copy to a sealed memfd, self-test.
 func (e *Engine) onUpgradeReq(req upgradeReq) {
 	if why := e.upgradeBusy(); why != "" {
-		req.reply <- upgradeReply{err: refused("%s", why)}
+		req.reply <- upgradeReply{err: fmt.Errorf("%w: %w: %s", ErrUpgradeRefused, ErrUpgradeBusy, why)}
 		return
 	}
 	state, err := json.Marshal(e.handover(nil))
@@ -242,7 +249,7 @@ func (e *Engine) onUpgradeReq(req upgradeReq) {
 func (e *Engine) onUpgradePrepared(p upgradePrepared, sigs <-chan os.Signal) {
 	if p.err == nil {
 		if why := e.upgradeBusy(); why != "" {
-			p.err = refused("%s", why)
+			p.err = fmt.Errorf("%w: %w: %s", ErrUpgradeRefused, ErrUpgradeBusy, why)
 		}
 	}
 	if p.err != nil {
@@ -258,7 +265,7 @@ func (e *Engine) onUpgradePrepared(p upgradePrepared, sigs <-chan os.Signal) {
 	// The reply goes out on the control connection before the exec
 	// closes it; give its goroutine a moment to write.
 	time.Sleep(20 * time.Millisecond)
-	err := e.execUpgrade(p.bin, sigs)
+	err := e.execUpgrade(p.bin, p.res.SHA256, sigs)
 	// Only a failed execve returns; everything was put back.
 	p.bin.Close()
 	e.log.Error("hotswap upgrade: exec failed; this hotswap stays in charge", "err", err)
@@ -453,7 +460,7 @@ func (e *Engine) handover(fds map[any]int) *handover {
 
 // execUpgrade hands the engine over and execs bin in place. It returns only
 // when execve failed, with everything put back as it was.
-func (e *Engine) execUpgrade(bin *os.File, sigs <-chan os.Signal) (err error) {
+func (e *Engine) execUpgrade(bin *os.File, sum string, sigs <-chan os.Signal) (err error) {
 	// The mask is per thread and execve keeps the calling thread's: lock
 	// the goroutine to its thread so the mask set here is the one that
 	// crosses.
@@ -522,7 +529,7 @@ func (e *Engine) execUpgrade(bin *os.File, sigs <-chan os.Signal) (err error) {
 		}
 	}
 	h := e.handover(fds)
-	h.Signals = pending
+	h.Signals, h.SHA256 = pending, sum
 	b, err := json.Marshal(h)
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
@@ -576,4 +583,78 @@ func (e *Engine) realReaper() *entrypoint.Reaper {
 		return r.reaper
 	}
 	return nil
+}
+
+// offerRetry is how often an offered upgrade retries while the engine is
+// busy, and offerPatience how long it keeps trying.
+const (
+	offerRetry    = 500 * time.Millisecond
+	offerPatience = 10 * time.Minute
+)
+
+// OfferUpgrade is Upgrade for a source (a manifest's hotswap: field): it
+// returns at once. A binary whose content is the running hotswap's is
+// ignored, so the new hotswap, reading the same manifest, does not upgrade
+// again. While a swap runs (often the one the same manifest started) it
+// waits and retries.
+func (e *Engine) OfferUpgrade(path, sum string) {
+	go func() {
+		want := strings.ToLower(sum)
+		if want == "" {
+			got, err := fileSHA256(path)
+			if err != nil {
+				e.log.Warn("hotswap upgrade offered by a source: cannot read it; this hotswap stays in charge", "path", path, "err", err)
+				return
+			}
+			want = got
+		}
+		if self := e.selfSHA256(); want == self {
+			e.log.Debug("hotswap upgrade offered by a source is the running hotswap; nothing to do", "path", path)
+			return
+		}
+		key := path + "@" + want
+		if p := e.offeredUpgrade.Swap(&key); p != nil && *p == key {
+			return // under way, or refused: tried again only once it changes
+		}
+		deadline := time.Now().Add(offerPatience)
+		for {
+			_, err := e.Upgrade(context.Background(), path, sum)
+			if err == nil || !errors.Is(err, ErrUpgradeBusy) || time.Now().After(deadline) {
+				if err != nil && !errors.Is(err, ErrShuttingDown) {
+					e.Reject("hotswap-upgrade", err.Error())
+				}
+				return
+			}
+			select {
+			case <-time.After(offerRetry):
+			case <-e.done:
+				return
+			}
+		}
+	}()
+}
+
+// selfSHA256 is the content hash of the running hotswap: handed over by
+// the upgrade that exec'ed it, else hashed from /proc/self/exe once.
+func (e *Engine) selfSHA256() string {
+	e.selfSumOnce.Do(func() {
+		if e.selfSum != "" {
+			return
+		}
+		e.selfSum, _ = fileSHA256("/proc/self/exe")
+	})
+	return e.selfSum
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -32,6 +32,7 @@ var ErrManifest = errors.New("invalid release manifest")
 //	args: [--port, "8080"]             # optional: replaces the command line's arguments
 //	env: {LOG_LEVEL: debug}            # optional: set in the environment (wins over the pod's)
 //	preflight: [--version]             # optional: run as `binary --version` before the swap
+//	hotswap: {path: ..., sha256: ...}  # optional: upgrade hotswap itself in place (docs/upgrade.md)
 type Manifest struct {
 	Version string
 	Binary  string
@@ -42,9 +43,11 @@ type Manifest struct {
 	// the same name in hotswap's environment (see hotswap.GenerationEnv).
 	Env       []string
 	Preflight []string
+	// Hotswap, when set, is a new hotswap binary to upgrade to in place.
+	Hotswap *HotswapBinary
 }
 
-var manifestFields = []string{"version", "binary", "sha256", "args", "env", "preflight"}
+var manifestFields = []string{"version", "binary", "sha256", "args", "env", "preflight", "hotswap"}
 
 var sha256Re = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 
@@ -139,6 +142,8 @@ func ParseManifest(data []byte) (Manifest, error) {
 			m.Preflight, err = list(v, name, true)
 		case "env":
 			m.Env, err = envMap(v)
+		case "hotswap":
+			m.Hotswap, err = parseHotswap(v)
 		}
 		if err != nil {
 			return Manifest{}, err

@@ -128,6 +128,18 @@ func OfferManifest(data []byte, base hotswap.Release, root, source string, log *
 	}
 	log.Info("release manifest read", "version", r.Version, "path", r.Path)
 	o.Offer(r)
+	if man.Hotswap != nil {
+		up, ok := o.(Upgrader)
+		path, err := man.Hotswap.resolve(root)
+		switch {
+		case !ok:
+			log.Warn("release manifest names a new hotswap, but this source cannot upgrade hotswap; ignored", "path", man.Hotswap.Path)
+		case err != nil:
+			log.Warn("release manifest's hotswap: refused", "err", err)
+		default:
+			up.OfferUpgrade(path, man.Hotswap.SHA256)
+		}
+	}
 }
 
 func readSmall(path string) ([]byte, error) {
