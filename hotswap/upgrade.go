@@ -61,28 +61,28 @@ type UpgradeResult struct {
 // add fields freely, bump UpgradeFormat for anything an old reader would
 // misread.
 type handover struct {
-	Format      int            `json:"format"`
-	From        string         `json:"from"`
-	Listeners   []handoverFD   `json:"listeners,omitempty"`
-	Gens        []handoverGen  `json:"generations"`
-	Serving     int            `json:"serving,omitempty"`
-	SwappedIn   int            `json:"swappedIn,omitempty"`
-	LastGen     int            `json:"lastGen"`
-	Current     Release        `json:"current"`
-	Previous    Release        `json:"previous"`
-	LastFailed  *Release       `json:"lastFailed,omitempty"`
-	SwapID      uint64         `json:"swapID"`
-	ExitCode    int            `json:"exitCode"`
-	Restarts    uint64         `json:"restarts"`
-	Upgrades    int            `json:"upgrades"`
-	LastSwap    *SwapResult    `json:"lastSwap,omitempty"`
-	LastRejectd *SwapResult    `json:"lastRejected,omitempty"`
-	Signals     []int          `json:"signals,omitempty"`
-	Orphans     uint64         `json:"orphans,omitempty"`
+	Format      int           `json:"format"`
+	From        string        `json:"from"`
+	Listeners   []handoverFD  `json:"listeners,omitempty"`
+	Gens        []handoverGen `json:"generations"`
+	Serving     int           `json:"serving,omitempty"`
+	SwappedIn   int           `json:"swappedIn,omitempty"`
+	LastGen     int           `json:"lastGen"`
+	Current     Release       `json:"current"`
+	Previous    Release       `json:"previous"`
+	LastFailed  *Release      `json:"lastFailed,omitempty"`
+	SwapID      uint64        `json:"swapID"`
+	ExitCode    int           `json:"exitCode"`
+	Restarts    uint64        `json:"restarts"`
+	Upgrades    int           `json:"upgrades"`
+	LastSwap    *SwapResult   `json:"lastSwap,omitempty"`
+	LastRejectd *SwapResult   `json:"lastRejected,omitempty"`
+	Signals     []int         `json:"signals,omitempty"`
+	Orphans     uint64        `json:"orphans,omitempty"`
 	// SHA256 is the content of the binary exec'ed, so the new hotswap
 	// knows what it is without hashing itself.
-	SHA256 string `json:"sha256,omitempty"`
-	Extra       map[string]any `json:"-"`
+	SHA256 string         `json:"sha256,omitempty"`
+	Extra  map[string]any `json:"-"`
 }
 
 type handoverFD struct {

@@ -1,0 +1,70 @@
+package hotswap
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestHandoverRoundTrip: the state an upgrade hands over, encoded by the
+// old engine and decoded by the one decoder the self-test and the restore
+// share, keeps every generation, the serving one, the swap counters and
+// the releases.
+func TestHandoverRoundTrip(t *testing.T) {
+	h := running(t, nil)
+	h.requestSwap("control")
+	h.ready(2) // generation 1 drains, 2 serves
+	h.settle()
+	b, err := json.Marshal(h.e.handover(nil)) // idle after settle: no race with Run
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeHandover(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Serving != 2 || got.SwappedIn != 2 || got.LastGen != 2 || got.SwapID != 1 || got.LastSwap == nil {
+		t.Errorf("handover: serving %d swappedIn %d lastGen %d swaps %d lastSwap %v", got.Serving, got.SwappedIn, got.LastGen, got.SwapID, got.LastSwap)
+	}
+	if len(got.Gens) != 2 || got.Gens[0].State != GenDraining || got.Gens[1].State != GenServing ||
+		got.Gens[0].PID != h.proc(1).pid || got.Gens[1].PID != h.proc(2).pid || got.Gens[0].DrainStart.IsZero() {
+		t.Errorf("handover generations: %+v", got.Gens)
+	}
+	if got.Current.Path == "" || got.Previous.Path == "" {
+		t.Errorf("handover releases: current %+v previous %+v", got.Current, got.Previous)
+	}
+}
+
+// TestDecodeHandoverRefuses: the self-test fails (and the upgrade is
+// refused) for state this hotswap cannot take over.
+func TestDecodeHandoverRefuses(t *testing.T) {
+	for _, tc := range []struct{ state, want string }{
+		{`{"format": 99}`, "format 99"},
+		{`{"format": 1, "generations": [{"id": 1, "pid": 0, "state": "serving"}]}`, "pid 0"},
+		{`{"format": 1, "generations": [{"id": 1, "pid": 7, "state": "zombie"}]}`, "unknown state"},
+		{`not json`, "decode"},
+	} {
+		if _, err := decodeHandover(strings.NewReader(tc.state)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want %q", tc.state, err, tc.want)
+		}
+	}
+}
+
+// TestUpgradeRefusedWhileSwapping: an upgrade waits for no swap; it is
+// refused as busy, and the engine goes on.
+func TestUpgradeRefusedWhileSwapping(t *testing.T) {
+	h := running(t, nil)
+	h.requestSwap("control")
+	h.settle()
+	_, err := h.e.Upgrade(context.Background(), "/nonexistent", "")
+	if !errors.Is(err, ErrUpgradeRefused) {
+		t.Fatalf("upgrade during a swap: %v, want ErrUpgradeRefused", err)
+	}
+	h.ready(2)
+	if st := h.e.Status(); st.Generation != 2 || st.Upgrades != 0 {
+		t.Fatalf("after the refused upgrade: %+v", st)
+	}
+}
