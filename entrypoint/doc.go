@@ -37,6 +37,10 @@
 // daemons a child left in groups of their own, by an environment entry they
 // inherited, and kills them through pidfds.
 //
+// Across hotswap's in-place upgrade (docs/upgrade.md) the rules hold too:
+// Reaper.Hold stops all reaping before the exec, and NewReaperAdopting in
+// the new program registers the old children before it first reaps.
+//
 // The package imports no Kubernetes code and no swap logic, and never signals
 // a process by a number it has not proven still names the process it means.
 package entrypoint
