@@ -155,6 +155,7 @@ func (e *Engine) resume() {
 	}
 	e.resumedGens = nil
 	e.publish(StatusChanged, fmt.Sprintf("hotswap upgraded in place from %s to %s; generation %d serves on", h.From, e.cfg.HotswapVersion, h.Serving), false)
+	e.log.Debug("upgrade: signals handed over or caught early", "signals", h.Signals)
 	for _, s := range h.Signals {
 		e.onSignal(syscall.Signal(s))
 	}

@@ -480,26 +480,6 @@ func (e *Engine) execUpgrade(bin *os.File, sum string, sigs <-chan os.Signal) (e
 	release := e.realReaper().Hold()
 	defer release()
 
-	// Signals caught and not handled yet cross in the state; the new
-	// hotswap handles them first. (What the kernel still has pending for
-	// this thread crosses by itself; see internal/upgradesig.)
-	var pending []int
-	for drained := false; !drained; {
-		select {
-		case s := <-sigs:
-			if sig, ok := s.(syscall.Signal); ok {
-				pending = append(pending, int(sig))
-			}
-		default:
-			drained = true
-		}
-	}
-	defer func() {
-		for _, s := range pending { // exec failed: handle them here after all
-			e.onSignal(syscall.Signal(s))
-		}
-	}()
-
 	fds := map[any]int{}
 	var keep []int
 	defer func() {
@@ -528,8 +508,31 @@ func (e *Engine) execUpgrade(bin *os.File, sum string, sigs <-chan os.Signal) (e
 			}
 		}
 	}
+	// Signals caught and not handled yet cross in the state (drained as
+	// late as possible), and the new hotswap handles them first. What
+	// arrives from here until the new Go runtime installed its handlers is
+	// lost: the runtime unblocks SIGTERM & co. before it installs them, and
+	// PID 1 drops a signal with the default action (docs/upgrade.md).
+	var pending []int
+	for drained := false; !drained; {
+		select {
+		case s := <-sigs:
+			if sig, ok := s.(syscall.Signal); ok {
+				pending = append(pending, int(sig))
+			}
+		default:
+			drained = true
+		}
+	}
+	defer func() {
+		for _, s := range pending { // exec failed: handle them here after all
+			e.onSignal(syscall.Signal(s))
+		}
+	}()
+
 	h := e.handover(fds)
 	h.Signals, h.SHA256 = pending, sum
+	e.log.Debug("upgrade: handing over", "signals", pending, "listeners", len(h.Listeners), "generations", len(h.Gens))
 	b, err := json.Marshal(h)
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)

@@ -250,3 +250,63 @@ func zombiesUnder(pid int) []int {
 	}
 	return out
 }
+
+// TestTermAcrossUpgrade: a SIGTERM that reaches the old hotswap after it
+// committed to the exec (while it answers the client, before execve) is
+// carried in the state and handled by the new one; one that reaches the new
+// hotswap as soon as it restored is handled as usual. Either way the child
+// gets it and hotswap exits with the child's code. (What arrives inside
+// execve and the new Go runtime's first instant is lost: docs/upgrade.md,
+// Signals.)
+func TestTermAcrossUpgrade(t *testing.T) {
+	for _, tc := range []struct {
+		name, after string
+		delay       time.Duration
+	}{
+		{"before exec", "upgrading hotswap in place", 0},
+		{"before exec, 5ms", "upgrading hotswap in place", 5 * time.Millisecond},
+		{"after restore", "hotswap upgraded in place", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := tempDir(t)
+			runDir := filepath.Join(dir, "run")
+			sock := filepath.Join(runDir, "control.sock")
+			next := filepath.Join(dir, "hotswap-next")
+			if err := copyFile(hotswapBin, next, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			log := filepath.Join(dir, "child.log")
+			r := startHotswap(t, opts{mode: asPID1, runtimeDir: runDir},
+				append([]string{"--ready", "delay=50ms", "--log-level", "debug"}, childCmd("log="+log, "term=exit:42")...)...)
+			waitLog(t, r, log, "start gen=1", 10*time.Second)
+			deadline := time.Now().Add(10 * time.Second)
+			for status(t, sock).Phase != "Serving" {
+				if time.Now().After(deadline) {
+					t.Fatalf("never serving\n%s", r.out)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			up := make(chan string, 1)
+			go func() {
+				out, _ := exec.Command(hotswapBin, "upgrade", "--control-socket", sock, "--timeout", "20s", next).CombinedOutput()
+				up <- string(out)
+			}()
+			for !strings.Contains(r.out.String(), tc.after) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no %q\n%s", tc.after, r.out)
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+			time.Sleep(tc.delay)
+			r.signal(syscall.SIGTERM)
+			if code := r.wait(20 * time.Second); code != 42 {
+				t.Fatalf("hotswap exited %d, want the child's 42 (upgrade: %s)\n%s", code, <-up, r.out)
+			}
+			mustContain(t, "child log", readFile(log), "sig TERM")
+			if tc.after == "upgrading hotswap in place" {
+				// It reached the old hotswap and crossed in the state.
+				mustContain(t, "hotswap output", r.out.String(), `msg="upgrade: handing over" component=hotswap signals=[15]`)
+			}
+		})
+	}
+}
