@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,11 +85,14 @@ func TestSelfUpgrade(t *testing.T) {
 	}
 
 	started := time.Now()
+	var took []time.Duration // `hotswap upgrade`: request to the new hotswap answering
 	for i := 1; i <= rounds; i++ {
 		if code, out := hotswapCLI(t, "swap", "--control-socket", sock); code != 0 {
 			t.Fatalf("round %d: swap before the upgrade: exit %d\n%s\nhotswap:\n%s", i, code, out, r.out)
 		}
+		t0 := time.Now()
 		code, out := hotswapCLI(t, "upgrade", "--control-socket", sock, next)
+		took = append(took, time.Since(t0))
 		if code != 0 || !strings.Contains(out, "upgraded: hotswap") {
 			t.Fatalf("round %d: upgrade: exit %d\n%s\nhotswap:\n%s", i, code, out, r.out)
 		}
@@ -116,7 +120,9 @@ func TestSelfUpgrade(t *testing.T) {
 	}
 	stopLoad()
 	wg.Wait()
-	t.Logf("%d upgrades (each after a swap) in %s; requests: %d ok, %d failed", rounds, elapsed.Round(time.Millisecond), ok.Load(), failed.Load())
+	slices.Sort(took)
+	t.Logf("%d upgrades (each after a swap) in %s; requests: %d ok, %d failed; `hotswap upgrade` took p50 %s, max %s (verify, copy, self-test, exec, restore)",
+		rounds, elapsed.Round(time.Millisecond), ok.Load(), failed.Load(), took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
 	if failed.Load() > 0 || ok.Load() == 0 {
 		t.Errorf("requests: %d ok, %d failed (first: %v)\nhotswap:\n%s", ok.Load(), failed.Load(), firstErr.Load(), r.out)
 	}
