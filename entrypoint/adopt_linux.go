@@ -2,6 +2,9 @@ package entrypoint
 
 import (
 	"log/slog"
+	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -35,7 +38,10 @@ type Adopted struct {
 func NewReaperAdopting(log *slog.Logger, adopt []Adopted) (*Reaper, map[int]*Process, error) {
 	r, err := newReaper(log, func(r *Reaper) {
 		for _, a := range adopt {
-			r.procs[a.PID] = &Process{PID: a.PID, Started: a.Started, reaper: r, done: make(chan struct{})}
+			// KillTree counts as left behind only what started no earlier
+			// than the child; its own start time bounds that as the
+			// tick before fork does for Start.
+			r.procs[a.PID] = &Process{PID: a.PID, Started: a.Started, reaper: r, done: make(chan struct{}), startTicks: procStartTicks(a.PID)}
 		}
 	})
 	if err != nil {
@@ -53,4 +59,20 @@ func NewReaperAdopting(log *slog.Logger, adopt []Adopted) (*Reaper, map[int]*Pro
 	default:
 	}
 	return r, procs, nil
+}
+
+// procStartTicks is pid's start time from /proc/PID/stat (field 22, in
+// clock ticks since boot), 0 when it cannot be read (a zombie still has it).
+func procStartTicks(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 20 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[19], 10, 64)
+	return n
 }
