@@ -351,7 +351,7 @@ func sealedCopy(path string) (*os.File, string, error) {
 }
 
 // selfTest runs bin with HOTSWAP_UPGRADE_SELFTEST=3 and state on fd 3,
-// through the reaper (the one wait4 owner), and returns the version it
+// through the Runtime (the one reaper), and returns the version it
 // reports. Any other outcome refuses the upgrade.
 func (e *Engine) selfTest(ctx context.Context, bin *os.File, state []byte) (string, error) {
 	stateFile, err := memfdWith("hotswap-upgrade-selftest", state)
@@ -366,20 +366,21 @@ func (e *Engine) selfTest(ctx context.Context, bin *os.File, state []byte) (stri
 	defer os.Remove(out.Name())
 	defer out.Close()
 	env := append(append([]string(nil), e.baseEnv...), selfTestEnv+"=3")
-	p, err := e.realReaper().Start(entrypoint.Spec{
+	exited := make(chan struct{})
+	p, err := e.rt.Start(entrypoint.Spec{
 		Path:  "/proc/self/fd/4",
 		Argv:  []string{"hotswap-upgrade-selftest"},
 		Env:   env,
 		Files: []*os.File{nil, out, out, stateFile, bin},
-	})
+	}, func() { close(exited) })
 	if err != nil {
 		return "", err
 	}
 	select {
-	case <-p.Done():
+	case <-exited:
 	case <-ctx.Done():
 		_ = p.Kill()
-		<-p.Done()
+		<-exited
 		return "", fmt.Errorf("no answer within %s", selfTestTimeout)
 	}
 	b, _ := os.ReadFile(out.Name())
