@@ -45,7 +45,9 @@ func TestSelfUpgrade(t *testing.T) {
 	dir := tempDir(t)
 	runDir := filepath.Join(dir, "run")
 	sock := filepath.Join(runDir, "control.sock")
-	next := filepath.Join(dir, "hotswap-next")
+	// Not under tempDir (0777): the verifier refuses an unpinned binary in
+	// a world-writable directory.
+	next := filepath.Join(t.TempDir(), "hotswap-next")
 	if err := copyFile(hotswapBin, next, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -158,9 +160,10 @@ func TestUpgradeRefused(t *testing.T) {
 	waitHTTP(t, addr, 20*time.Second)
 	exeBefore, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", r.pid))
 
-	failsSelfTest := filepath.Join(dir, "false") // an ELF of this machine that is not hotswap
-	script := filepath.Join(dir, "script")
-	good := filepath.Join(dir, "hotswap-good")
+	bins := t.TempDir()                           // not world-writable, unlike dir: each case reaches its check
+	failsSelfTest := filepath.Join(bins, "false") // an ELF of this machine that is not hotswap
+	script := filepath.Join(bins, "script")
+	good := filepath.Join(bins, "hotswap-good")
 	for _, c := range [][3]string{{"/bin/false", failsSelfTest}, {"", script}, {hotswapBin, good}} {
 		if c[0] == "" {
 			if err := os.WriteFile(c[1], []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
@@ -277,7 +280,9 @@ func TestTermAcrossUpgrade(t *testing.T) {
 			dir := tempDir(t)
 			runDir := filepath.Join(dir, "run")
 			sock := filepath.Join(runDir, "control.sock")
-			next := filepath.Join(dir, "hotswap-next")
+			// Not under tempDir (0777): the verifier refuses an unpinned binary in
+			// a world-writable directory.
+			next := filepath.Join(t.TempDir(), "hotswap-next")
 			if err := copyFile(hotswapBin, next, 0o755); err != nil {
 				t.Fatal(err)
 			}
