@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/hotswap-dev/hotswap/e2e/kubetest"
 	"github.com/hotswap-dev/hotswap/hotswap/kube"
 	"github.com/hotswap-dev/hotswap/hotswap/source/configmap"
 )
@@ -107,10 +108,12 @@ func TestRoleOnAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	sa := releaseName + "-hotswap"
-	if _, err := c.CreatePod(ctx, ns, "p1"); err != nil {
+	if _, err := c.CreatePod(ctx, ns, "p1", kubetest.PodServiceAccount(sa)); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := c.SAConfig(ctx, ns, sa)
+	// The token bound to the pod, as the kubelet mounts it: the chart's
+	// admission policy refuses the service account's other tokens.
+	cfg, err := c.PodTokenConfig(ctx, ns, sa, "p1")
 	if err != nil {
 		t.Fatal(err)
 	}
