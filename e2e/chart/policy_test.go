@@ -114,16 +114,17 @@ func TestOwnPodPolicyOnAPIServer(t *testing.T) {
 			return err
 		}
 	}
-	event := func(name, pod string, uid types.UID) func() error {
+	eventAbout := func(name, kind, obj string, uid types.UID) func() error {
 		return func() error {
 			_, err := asA.Events(ns).Create(ctx, &corev1.Event{
 				ObjectMeta:     metav1.ObjectMeta{Name: name},
-				InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: ns, Name: pod, UID: uid},
+				InvolvedObject: corev1.ObjectReference{Kind: kind, APIVersion: "v1", Namespace: ns, Name: obj, UID: uid},
 				Reason:         "SwapSucceeded", Message: "test", Type: corev1.EventTypeNormal,
 			}, metav1.CreateOptions{})
 			return err
 		}
 	}
+	event := func(name, pod string, uid types.UID) func() error { return eventAbout(name, "Pod", pod, uid) }
 
 	// The policy is enforced from a cache a moment behind the API: wait
 	// until the first attack is refused by it.
@@ -139,6 +140,7 @@ func TestOwnPodPolicyOnAPIServer(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	var allowed, denied int
 	for _, x := range []struct {
 		what    string
 		allowed bool
@@ -159,6 +161,7 @@ func TestOwnPodPolicyOnAPIServer(t *testing.T) {
 		{"A: patch pod b's labels", false, mergePod(asA, "b", `{"metadata":{"labels":{"app":"evil"}}}`)},
 		{"A: patch pod b's readiness condition", false, patchStatus(asA, "b", `{"status":{"conditions":[{"type":"hotswap.dev/ready","status":"True"}]}}`)},
 		{"A: create an event about pod b", false, event("b.1", "b", "")},
+		{"A: create an event about another kind named a", false, eventAbout("a.3", "ConfigMap", "a", "")},
 		{"A: patch pod b's event", false, func() error {
 			if err := event("b.2", "b", "")(); !deniedByPolicy(err) {
 				return errors.New("creating it was not denied")
@@ -173,13 +176,19 @@ func TestOwnPodPolicyOnAPIServer(t *testing.T) {
 		// its own pod, beyond what hotswap does
 		{"A: change its image", false, mergePod(asA, "a", `{"spec":{"containers":[{"name":"app","image":"evil.invalid/app:1"}]}}`)},
 		{"A: change its labels", false, mergePod(asA, "a", `{"metadata":{"labels":{"app":"other-service"}}}`)},
+		{"A: set its activeDeadlineSeconds", false, mergePod(asA, "a", `{"spec":{"activeDeadlineSeconds":5}}`)},
 		{"A: add a finalizer", false, mergePod(asA, "a", `{"metadata":{"finalizers":["example.com/hold"]}}`)},
+		{"A: set an owner reference", false, mergePod(asA, "a", `{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"ConfigMap","name":"x","uid":"6f1d4a4e-0000-4000-8000-000000000001"}]}}`)},
 		{"A: set another annotation", false, mergePod(asA, "a", `{"metadata":{"annotations":{"prometheus.io/scrape":"false"}}}`)},
 		{"A: remove another annotation", false, mergePod(asA, "a", `{"metadata":{"annotations":{"team":null}}}`)},
 		{"A: set its Ready condition", false, patchStatus(asA, "a", `{"status":{"conditions":[{"type":"Ready","status":"True"}]}}`)},
 		{"A: add another condition", false, patchStatus(asA, "a", `{"status":{"conditions":[{"type":"example.com/gate","status":"True"}]}}`)},
+		{"A: remove its Ready condition", false, patchStatus(asA, "a", `{"status":{"conditions":[{"type":"Ready","$patch":"delete"}]}}`)},
 		{"A: forge its podIP", false, patchStatus(asA, "a", `{"status":{"podIP":"10.1.0.99","podIPs":[{"ip":"10.1.0.99"}]}}`)},
 		{"A: set its phase", false, patchStatus(asA, "a", `{"status":{"phase":"Failed"}}`)},
+		{"A: set its status message", false, patchStatus(asA, "a", `{"status":{"message":"all good"}}`)},
+		// a field the policy does not name: the status rule compares them all
+		{"A: set its status observedGeneration", false, patchStatus(asA, "a", `{"status":{"observedGeneration":1}}`)},
 		{"A: change labels through pods/status", false, patchStatus(asA, "a", `{"metadata":{"labels":{"app":"evil"}}}`)},
 		{"A: change annotations through pods/status", false, patchStatus(asA, "a", `{"metadata":{"annotations":{"team":"evil"}}}`)},
 		// a token of the service account not bound to a pod
@@ -191,8 +200,14 @@ func TestOwnPodPolicyOnAPIServer(t *testing.T) {
 			t.Errorf("%s: %v, want allowed", x.what, err)
 		case !x.allowed && !deniedByPolicy(err):
 			t.Errorf("%s: err = %v, want denied by the admission policy", x.what, err)
+		case x.allowed:
+			allowed++
+		default:
+			denied++
+			t.Logf("%s: %v", x.what, err)
 		}
 	}
+	t.Logf("with pod a's token: %d requests allowed and %d denied by the policy, as they should be", allowed, denied)
 
 	// Nobody else is held by it: the admin can still change pod b.
 	if err := mergePod(admin, "b", `{"metadata":{"labels":{"tier":"web"}}}`)(); err != nil {
@@ -206,8 +221,9 @@ func TestOwnPodPolicyOnAPIServer(t *testing.T) {
 		t.Errorf("pod a changed by denied requests: ip %s labels %v annotations %v image %s", a.Status.PodIP, a.Labels, a.Annotations, a.Spec.Containers[0].Image)
 	}
 
-	// hotswap's own reporter with pod a's token: its patches and events pass.
-	r, err := kube.New(kube.Config{Mode: kube.ModeOn, REST: cfgA, PodName: "a", PodNamespace: ns,
+	// hotswap's own reporter with pod a's token, configured as the chart
+	// does ($POD_UID from the downward API): its patches and events pass.
+	r, err := kube.New(kube.Config{Mode: kube.ModeOn, REST: cfgA, PodName: "a", PodNamespace: ns, PodUID: string(podA.UID),
 		RetryBase: 50 * time.Millisecond, RetryMax: time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +252,33 @@ func TestOwnPodPolicyOnAPIServer(t *testing.T) {
 	}
 	if a.Annotations[kube.AnnotationGeneration] != "1" || a.Annotations[kube.AnnotationLastSwap] == "" {
 		t.Errorf("reporter's annotations missing on pod a: %v", a.Annotations)
+	}
+
+	// hotswap drains and reports while its pod terminates: the apiserver
+	// keeps the deletion timestamp on every update, so the metadata rule
+	// still passes. A finalizer holds the pod (no kubelet here to end it).
+	if err := mergePod(admin, "a", `{"metadata":{"finalizers":["hotswap.dev/test-hold"]}}`)(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Pods(ns).Delete(ctx, "a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []struct {
+		what string
+		do   func() error
+	}{
+		{"A, terminating: patch its hotswap.dev annotations", mergePod(asA, "a", `{"metadata":{"annotations":{"hotswap.dev/phase":"Draining"}}}`)},
+		{"A, terminating: set its hotswap.dev/ready condition", patchStatus(asA, "a", `{"status":{"conditions":[{"type":"hotswap.dev/ready","status":"False","reason":"Draining"}]}}`)},
+	} {
+		if err := x.do(); err != nil {
+			t.Errorf("%s: %v, want allowed", x.what, err)
+		}
+	}
+	if err := mergePod(asA, "a", `{"metadata":{"finalizers":null}}`)(); !deniedByPolicy(err) {
+		t.Errorf("A, terminating: remove its finalizers: err = %v, want denied by the admission policy", err)
+	}
+	if err := mergePod(admin, "a", `{"metadata":{"finalizers":null}}`)(); err != nil {
+		t.Error(err)
 	}
 }
 
