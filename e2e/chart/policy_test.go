@@ -108,6 +108,14 @@ func TestOwnPodPolicyOnAPIServer(t *testing.T) {
 			return err
 		}
 	}
+	// JSON patches replace one list element: a merge patch would replace the
+	// whole list (or add to it), which validation refuses before admission.
+	jsonPatch := func(cs typedcorev1.CoreV1Interface, pod, body string, sub ...string) func() error {
+		return func() error {
+			_, err := cs.Pods(ns).Patch(ctx, pod, types.JSONPatchType, []byte(body), metav1.PatchOptions{}, sub...)
+			return err
+		}
+	}
 	patchStatus := func(cs typedcorev1.CoreV1Interface, pod, body string) func() error {
 		return func() error {
 			_, err := cs.Pods(ns).Patch(ctx, pod, types.StrategicMergePatchType, []byte(body), metav1.PatchOptions{}, "status")
@@ -174,7 +182,7 @@ func TestOwnPodPolicyOnAPIServer(t *testing.T) {
 			return err
 		}},
 		// its own pod, beyond what hotswap does
-		{"A: change its image", false, mergePod(asA, "a", `{"spec":{"containers":[{"name":"app","image":"evil.invalid/app:1"}]}}`)},
+		{"A: change its image", false, jsonPatch(asA, "a", `[{"op":"replace","path":"/spec/containers/0/image","value":"evil.invalid/app:1"}]`)},
 		{"A: change its labels", false, mergePod(asA, "a", `{"metadata":{"labels":{"app":"other-service"}}}`)},
 		{"A: set its activeDeadlineSeconds", false, mergePod(asA, "a", `{"spec":{"activeDeadlineSeconds":5}}`)},
 		{"A: add a finalizer", false, mergePod(asA, "a", `{"metadata":{"finalizers":["example.com/hold"]}}`)},
@@ -184,7 +192,7 @@ func TestOwnPodPolicyOnAPIServer(t *testing.T) {
 		{"A: set its Ready condition", false, patchStatus(asA, "a", `{"status":{"conditions":[{"type":"Ready","status":"True"}]}}`)},
 		{"A: add another condition", false, patchStatus(asA, "a", `{"status":{"conditions":[{"type":"example.com/gate","status":"True"}]}}`)},
 		{"A: remove its Ready condition", false, patchStatus(asA, "a", `{"status":{"conditions":[{"type":"Ready","$patch":"delete"}]}}`)},
-		{"A: forge its podIP", false, patchStatus(asA, "a", `{"status":{"podIP":"10.1.0.99","podIPs":[{"ip":"10.1.0.99"}]}}`)},
+		{"A: forge its podIP", false, jsonPatch(asA, "a", `[{"op":"replace","path":"/status/podIP","value":"10.1.0.99"},{"op":"replace","path":"/status/podIPs","value":[{"ip":"10.1.0.99"}]}]`, "status")},
 		{"A: set its phase", false, patchStatus(asA, "a", `{"status":{"phase":"Failed"}}`)},
 		{"A: set its status message", false, patchStatus(asA, "a", `{"status":{"message":"all good"}}`)},
 		// a field the policy does not name: the status rule compares them all
