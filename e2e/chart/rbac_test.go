@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/hotswap-dev/hotswap/e2e/kubetest"
 	"github.com/hotswap-dev/hotswap/hotswap/kube"
 	"github.com/hotswap-dev/hotswap/hotswap/source/configmap"
 )
@@ -107,18 +108,24 @@ func TestRoleOnAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	sa := releaseName + "-hotswap"
-	if _, err := c.CreatePod(ctx, ns, "p1"); err != nil {
+	if _, err := c.CreatePod(ctx, ns, "p1", kubetest.PodServiceAccount(sa)); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := c.SAConfig(ctx, ns, sa)
+	// The token bound to the pod, as the kubelet mounts it: the chart's
+	// admission policy refuses the service account's other tokens.
+	cfg, err := c.PodTokenConfig(ctx, ns, sa, "p1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cs := kubernetes.NewForConfigOrDie(cfg)
+	patchAnnotations := func() error {
+		_, err := cs.CoreV1().Pods(ns).Patch(ctx, "p1", types.MergePatchType, []byte(`{"metadata":{"annotations":{"hotswap.dev/version":"v1"}}}`), metav1.PatchOptions{})
+		return err
+	}
 	// RBAC is enforced from a cache a few milliseconds behind the API.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, err := cs.CoreV1().Pods(ns).Get(ctx, "p1", metav1.GetOptions{})
+		err := patchAnnotations()
 		if err == nil || !apierrors.IsForbidden(err) || time.Now().After(deadline) {
 			break
 		}
@@ -131,11 +138,7 @@ func TestRoleOnAPIServer(t *testing.T) {
 		allowed bool
 		do      func() error
 	}{
-		{"get pod", true, func() error { _, err := cs.CoreV1().Pods(ns).Get(ctx, "p1", metav1.GetOptions{}); return err }},
-		{"patch pod annotations", true, func() error {
-			_, err := cs.CoreV1().Pods(ns).Patch(ctx, "p1", types.MergePatchType, []byte(`{"metadata":{"annotations":{"hotswap.dev/version":"v1"}}}`), metav1.PatchOptions{})
-			return err
-		}},
+		{"patch pod annotations", true, patchAnnotations},
 		{"patch pod status condition", true, func() error {
 			_, err := cs.CoreV1().Pods(ns).Patch(ctx, "p1", types.StrategicMergePatchType,
 				[]byte(`{"status":{"conditions":[{"type":"hotswap.dev/ready","status":"True"}]}}`), metav1.PatchOptions{}, "status")
@@ -173,6 +176,8 @@ func TestRoleOnAPIServer(t *testing.T) {
 			_, err = cs.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
 			return err
 		}},
+		// hotswap knows its pod's UID from $POD_UID: no read of pod specs
+		{"get pod", false, func() error { _, err := cs.CoreV1().Pods(ns).Get(ctx, "p1", metav1.GetOptions{}); return err }},
 		{"list pods", false, func() error { _, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); return err }},
 		{"delete pod", false, func() error { return cs.CoreV1().Pods(ns).Delete(ctx, "p1", metav1.DeleteOptions{}) }},
 		{"update pod", false, func() error {

@@ -188,6 +188,34 @@ func (c *Cluster) SAConfig(ctx context.Context, ns, sa string) (*rest.Config, er
 	}, nil
 }
 
+// PodTokenConfig returns a rest.Config authenticated only by a token for
+// service account ns/sa bound to pod ns/pod, as the kubelet mounts into the
+// pod: the apiserver adds the pod's name and UID to the request's user info
+// (extra authentication.kubernetes.io/pod-name and pod-uid), which admission
+// policies can check. The pod must run as sa.
+func (c *Cluster) PodTokenConfig(ctx context.Context, ns, sa, pod string) (*rest.Config, error) {
+	p, err := c.Client().CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("kubetest: token bound to pod %s/%s: %w", ns, pod, err)
+	}
+	exp := int64(3600)
+	tr, err := c.Client().CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authnv1.TokenRequest{
+		Spec: authnv1.TokenRequestSpec{
+			ExpirationSeconds: &exp,
+			BoundObjectRef:    &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod, UID: p.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("kubetest: token for service account %s/%s bound to pod %s: %w", ns, sa, pod, err)
+	}
+	return &rest.Config{
+		Host:            c.Host,
+		TLSClientConfig: rest.TLSClientConfig{CAData: c.CAData()},
+		BearerToken:     tr.Status.Token,
+		QPS:             1000, Burst: 2000,
+	}, nil
+}
+
 // WriteKubeconfig writes a kubeconfig file for cfg (admin or service
 // account) into the cluster's directory and returns its path.
 func (c *Cluster) WriteKubeconfig(name string, cfg *rest.Config) (string, error) {

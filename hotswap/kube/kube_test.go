@@ -92,11 +92,12 @@ func (w tlogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// start runs a Reporter for e as its service account until the test ends.
+// start runs a Reporter for e as its service account until the test ends,
+// knowing its pod's UID as the chart's $POD_UID tells it.
 func (e *env) start(t testing.TB, mutate ...func(*kube.Config)) *kube.Reporter {
 	t.Helper()
 	cfg := kube.Config{
-		Mode: kube.ModeOn, REST: e.sa, PodName: e.pod, PodNamespace: e.ns,
+		Mode: kube.ModeOn, REST: e.sa, PodName: e.pod, PodNamespace: e.ns, PodUID: string(e.uid),
 		RetryBase: 20 * time.Millisecond, RetryMax: 500 * time.Millisecond, RequestTimeout: 2 * time.Second,
 	}
 	for _, m := range mutate {
@@ -323,7 +324,7 @@ func TestUnreadyDuringSwap(t *testing.T) {
 // exported by the admin endpoint, and nothing reaches the pod.
 func TestForbiddenNeverBlocks(t *testing.T) {
 	e := newEnv(t, nil)
-	r := e.start(t)
+	r := e.start(t, func(c *kube.Config) { c.PodUID = "" }) // so it tries to read it
 	adm := admin.New(admin.Options{Addr: "127.0.0.1:0", ReportErrors: r.Errors}, nil)
 	l, err := adm.Listen()
 	if err != nil {
@@ -471,10 +472,41 @@ func TestRequiredRulesExactlyEnough(t *testing.T) {
 	}
 }
 
+// Without $POD_UID the reporter reads its pod's UID (pods get, beyond
+// RequiredRules), and events still attach to the pod; without get they lose
+// the UID and the failed read is counted.
+func TestWithoutPodUIDReadsPod(t *testing.T) {
+	get := kube.Rule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}}
+	for _, c := range []struct {
+		name  string
+		rules []kube.Rule
+		works bool
+	}{
+		{"with pods get", append(kube.RequiredRules(), get), true},
+		{"RequiredRules only", kube.RequiredRules(), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, c.rules)
+			r := e.start(t, func(cfg *kube.Config) { cfg.PodUID = "" })
+			err := e.reportEverything(r, 5*time.Second)
+			lookupErrs := r.Stats().LookupErrors
+			switch {
+			case c.works && (err != nil || lookupErrs != 0):
+				t.Fatalf("%v; %d failed reads of the UID", err, lookupErrs)
+			case !c.works && (err == nil || lookupErrs == 0):
+				t.Fatalf("reporting fully works without $POD_UID and pods get (%v, %d failed reads)", err, lookupErrs)
+			case !c.works:
+				t.Logf("fails as it should: %v (failed reads of the UID: %d)", err, lookupErrs)
+			}
+		})
+	}
+}
+
 // reportEverything drives every kind of report and checks it arrived:
 // annotations (pods patch), the condition (pods/status patch), events
-// attached to the pod by UID (pods get, events create) and a repeated event
-// counted twice (events patch).
+// attached to the pod by UID (events create) and a repeated event counted
+// twice (events patch).
 func (e *env) reportEverything(r *kube.Reporter, timeout time.Duration) error {
 	g := &engine{obs: r}
 	g.serveFirst("v1")

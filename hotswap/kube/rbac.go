@@ -10,18 +10,22 @@ type Rule struct {
 }
 
 // RequiredRules returns exactly what the Reporter needs in its pod's
-// namespace, no more: the Helm chart's Role must grant these (plus what the
-// ConfigMap source needs, if enabled), and the tests prove that removing any
-// one verb breaks reporting.
+// namespace when it knows its pod's UID (Config.PodUID, $POD_UID, which the
+// Helm chart always sets), no more: the chart's Role must grant these (plus
+// what the ConfigMap source needs, if enabled), and the tests prove that
+// removing any one verb breaks reporting.
 //
-//   - pods get: read the pod's UID once, so events attach to this pod
-//     (kubectl describe finds events by UID).
 //   - pods patch: the hotswap.dev/* annotations.
 //   - pods/status patch: the hotswap.dev/ready condition.
 //   - events create, patch: new events, and the count of a repeated one.
+//
+// Without $POD_UID the Reporter also reads its pod once (pods get) to learn
+// the UID events attach to (kubectl describe finds events by UID). The
+// chart does not grant it: get cannot be limited to one pod, and would let
+// the token read every pod spec of the namespace.
 func RequiredRules() []Rule {
 	return []Rule{
-		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "patch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"patch"}},
 		{APIGroups: []string{""}, Resources: []string{"pods/status"}, Verbs: []string{"patch"}},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 	}

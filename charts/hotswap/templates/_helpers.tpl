@@ -66,6 +66,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if or (include "hotswap.reporting" .) (include "hotswap.informer" .) }}true{{ end }}
 {{- end }}
 
+{{/* The admission policy is cluster scoped: its name carries the namespace. */}}
+{{- define "hotswap.policyName" -}}
+{{- printf "%s.%s.hotswap.dev" (include "hotswap.fullname" .) .Release.Namespace }}
+{{- end }}
+
 {{- define "hotswap.configMapName" -}}
 {{- default (printf "%s-release" (include "hotswap.fullname" .)) .Values.release.configMap.name }}
 {{- end }}
