@@ -353,12 +353,28 @@ func ownFDCount() int {
 	return len(ownFDs.m)
 }
 
+// quiesce waits (up to 15 s) until the children and group pidfds that
+// earlier tests left behind are gone, so that a test counting orphans or
+// pidfds counts only its own: a daemon an earlier test started (a `sleep 3
+// &` that outlived its group) is reaped as an orphan whenever it ends, and
+// its group's pidfds are let go then.
+func quiesce(t *testing.T) {
+	t.Helper()
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if len(children()) == 0 && ownFDCount() == 0 {
+			return
+		}
+	}
+	t.Logf("still %d children and %d group pidfds from earlier tests", len(children()), ownFDCount())
+}
+
 // TestNoPidfdLeak: the pidfds held on a group that outlived its leader are
 // let go once its members are gone, with no Signal to notice it; a group of
 // zombies (a leader that never reaped its children) takes none.
 func TestNoPidfdLeak(t *testing.T) {
 	r := newTestReaper(t)
 	null := devNull(t)
+	quiesce(t)
 	base := ownFDCount()
 	before := r.Orphans()
 	p, err := r.Start(helperSpec(t, "zombies", "50"))

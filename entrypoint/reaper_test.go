@@ -82,6 +82,7 @@ func TestReaperRace(t *testing.T) {
 	}
 	r := newTestReaper(t)
 	null := devNull(t)
+	quiesce(t) // orphans left by earlier tests are not this test's
 	orphansBefore := r.Orphans()
 
 	type started struct {
