@@ -113,6 +113,7 @@ env:
 	// ConfigMap release (not a swap: nothing watches that name).
 	s.attachTools(dir)
 	s.kubectlCp(binV3, releasesDir+"/hotswap-v3")
+	s.sumV3 = fileSHA(t, binV3)
 
 	// ---- the load: for the whole scenario, on the pod's address
 	addr := net.JoinHostPort(s.ip, "8080")
@@ -132,7 +133,7 @@ env:
 		return kubectl(ctx, "-n", ns, "exec", s.pod, "-c", "server", "--", "/hotswap", "swap")
 	})
 	s.swap("ConfigMap update (informer)", "v3", func() (string, error) {
-		return kubectlIn(ctx, []byte(releaseConfigMap("v3", releasesDir+"/hotswap-v3")), "-n", ns, "apply", "-f", "-")
+		return kubectlIn(ctx, []byte(releaseConfigMap("v3", releasesDir+"/hotswap-v3", s.sumV3)), "-n", ns, "apply", "-f", "-")
 	})
 	sumV4 := fileSHA(t, binV4)
 	s.swap("kubectl cp binary to watched volume", "sha256:"+sumV4[:12], func() (string, error) {
@@ -177,7 +178,10 @@ func loadConfig(addr string) load.Config {
 
 // scenario carries the state of TestHotswapInCluster between its steps.
 type scenario struct {
-	t       *testing.T
+	t *testing.T
+	// sumV3 pins the v3 release: the releases volume is an emptyDir (mode
+	// 0777), where hotswap refuses an unpinned release (docs/security.md).
+	sumV3   string
 	ctx     context.Context
 	pod     string
 	uid     types.UID
@@ -339,7 +343,7 @@ func (s *scenario) broken() {
 	s.records = append(s.records, rec)
 	rec.Trigger = time.Now()
 	s.load.MarkSwap(rec.Trigger)
-	cm := releaseConfigMap("v5-broken", releasesDir+"/hotswap-v3", "--exit-at-start=3")
+	cm := releaseConfigMap("v5-broken", releasesDir+"/hotswap-v3", s.sumV3, "--exit-at-start=3")
 	if _, err := kubectlIn(s.ctx, []byte(cm), "-n", ns, "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
@@ -552,7 +556,7 @@ func (s *scenario) kubectlCpErr(local, remote string) (string, error) {
 }
 
 // releaseConfigMap is the release ConfigMap the informer source reads.
-func releaseConfigMap(version, binary string, extraArgs ...string) string {
+func releaseConfigMap(version, binary, sum string, extraArgs ...string) string {
 	args := `["serve"`
 	for _, a := range extraArgs {
 		args += `, "` + a + `"`
@@ -565,8 +569,9 @@ data:
   release.yaml: |
     version: %s
     binary: %s
+    sha256: %s
     args: %s
-`, configMap, version, binary, args)
+`, configMap, version, binary, sum, args)
 }
 
 // buildHotswap builds a hotswap binary that differs from the image's (its
