@@ -105,7 +105,9 @@ func TestSwapOnAPIServer(t *testing.T) {
 	v1 := writeRelease(t, bin, vol, "v1", 0o755)
 	flip(t, vol, "v1/server")
 	saDir := hostDir(t, "serviceaccount")
-	cfg, err := c.SAConfig(ctx, namespace, tmpl.Spec.ServiceAccountName)
+	// A token bound to this pod, as the kubelet mounts it: the chart's
+	// admission policy refuses any other token of this service account.
+	cfg, err := c.PodTokenConfig(ctx, namespace, tmpl.Spec.ServiceAccountName, pod.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
