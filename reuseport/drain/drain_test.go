@@ -21,7 +21,7 @@ type rawClient struct {
 	br *bufio.Reader
 }
 
-func dialRaw(t *testing.T, addr string) *rawClient {
+func dialRaw(t testing.TB, addr string) *rawClient {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -35,7 +35,7 @@ func (rc *rawClient) send(path string) {
 	fmt.Fprintf(rc.c, "GET %s HTTP/1.1\r\nHost: test\r\n\r\n", path)
 }
 
-func (rc *rawClient) read(t *testing.T) *http.Response {
+func (rc *rawClient) read(t testing.TB) *http.Response {
 	t.Helper()
 	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(rc.br, nil)

@@ -28,7 +28,7 @@ type hgen struct {
 	release chan struct{} // close to let /slow requests answer
 }
 
-func newHgen(t *testing.T, name string, ln net.Listener, tune func(*http.Server)) *hgen {
+func newHgen(t testing.TB, name string, ln net.Listener, tune func(*http.Server)) *hgen {
 	t.Helper()
 	hub, err := handoff.Open(filepath.Join(t.TempDir(), name+".sock"))
 	if err != nil {
@@ -66,7 +66,7 @@ func newHgen(t *testing.T, name string, ln net.Listener, tune func(*http.Server)
 
 // dupListener is another descriptor of ln's socket (what a new generation
 // inherits).
-func dupListener(t *testing.T, ln net.Listener) net.Listener {
+func dupListener(t testing.TB, ln net.Listener) net.Listener {
 	t.Helper()
 	fd, err := activation.DupFD(ln)
 	if err != nil {

@@ -52,7 +52,7 @@ func get(t *testing.T, network, addr string) string {
 	return string(b)
 }
 
-func listenTCP(t *testing.T) net.Listener {
+func listenTCP(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := activation.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
