@@ -83,6 +83,10 @@ func (r *Reaper) OnOrphan(f OrphanFunc) { r.onOrph.Store(&f) }
 // Orphans is how many processes not started by Start have been reaped.
 func (r *Reaper) Orphans() uint64 { return r.orphans.Load() }
 
+// CarryOrphans adds n to the orphan count: the count of the process this
+// one replaced with execve (hotswap upgrade), so that it runs on.
+func (r *Reaper) CarryOrphans(n uint64) { r.orphans.Add(n) }
+
 // Live is how many started processes have not been reaped yet.
 func (r *Reaper) Live() int {
 	r.mu.Lock()

@@ -127,7 +127,11 @@ func (e *Engine) resume() {
 	e.restarts.Store(h.Restarts)
 	e.mu.Lock()
 	e.status.Upgrades, e.status.LastSwap, e.status.LastRejected = h.Upgrades+1, h.LastSwap, h.LastRejectd
+	e.status.Counts = h.Counts
 	e.mu.Unlock()
+	if r := e.realReaper(); r != nil {
+		r.CarryOrphans(h.Orphans)
+	}
 	for _, rg := range e.resumedGens {
 		g := rg.g
 		e.gens = append(e.gens, g)

@@ -79,6 +79,7 @@ type handover struct {
 	LastRejectd *SwapResult   `json:"lastRejected,omitempty"`
 	Signals     []int         `json:"signals,omitempty"`
 	Orphans     uint64        `json:"orphans,omitempty"`
+	Counts      SwapCounts    `json:"counts"`
 	// SHA256 is the content of the binary exec'ed, so the new hotswap
 	// knows what it is without hashing itself.
 	SHA256 string         `json:"sha256,omitempty"`
@@ -427,6 +428,7 @@ func (e *Engine) handover(fds map[any]int) *handover {
 	}
 	e.mu.Lock()
 	h.Upgrades, h.LastSwap, h.LastRejectd = e.status.Upgrades, e.status.LastSwap, e.status.LastRejected
+	h.Counts = e.status.Counts
 	e.mu.Unlock()
 	if e.realReaper() != nil {
 		h.Orphans = e.realReaper().Orphans()

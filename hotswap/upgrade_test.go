@@ -36,6 +36,11 @@ func TestHandoverRoundTrip(t *testing.T) {
 	if got.Current.Path == "" || got.Previous.Path == "" {
 		t.Errorf("handover releases: current %+v previous %+v", got.Current, got.Previous)
 	}
+	// The swap counts carry over: `hotswap status` must not start again
+	// from zero after an upgrade.
+	if got.Counts != h.e.Status().Counts || got.Counts.Succeeded != 1 {
+		t.Errorf("handover counts %+v, want the engine's %+v with 1 succeeded", got.Counts, h.e.Status().Counts)
+	}
 }
 
 // TestDecodeHandoverRefuses: the self-test fails (and the upgrade is

@@ -104,8 +104,8 @@ func TestSelfUpgrade(t *testing.T) {
 		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", r.pid)); !strings.Contains(exe, "memfd:hotswap-upgrade") {
 			t.Fatalf("round %d: PID %d runs %q, want the sealed copy (memfd:hotswap-upgrade)", i, r.pid, exe)
 		}
-		if st := status(t, sock); st.Upgrades != i || st.Phase != "Serving" {
-			t.Fatalf("round %d: status after upgrade: upgrades %d phase %s", i, st.Upgrades, st.Phase)
+		if st := status(t, sock); st.Upgrades != i || st.Phase != "Serving" || st.Counts.Succeeded != i {
+			t.Fatalf("round %d: status after upgrade: upgrades %d phase %s, %d swaps succeeded (want %d: the counts carry over)", i, st.Upgrades, st.Phase, st.Counts.Succeeded, i)
 		}
 	}
 	elapsed := time.Since(started)
@@ -214,9 +214,12 @@ func hotswapCLI(t testing.TB, args ...string) (int, string) {
 }
 
 type upgradeStatus struct {
-	Phase       string `json:"phase"`
-	PID         int    `json:"pid"`
-	Upgrades    int    `json:"upgrades"`
+	Phase    string `json:"phase"`
+	PID      int    `json:"pid"`
+	Upgrades int    `json:"upgrades"`
+	Counts   struct {
+		Succeeded int `json:"succeeded"`
+	} `json:"counts"`
 	Generations []struct {
 		Generation int `json:"generation"`
 	} `json:"generations"`
