@@ -27,6 +27,29 @@ const (
 	ModeReuseport Mode = "reuseport"
 )
 
+// Steer says whether hotswap steers the server's own SO_REUSEPORT group in
+// reuseport mode (package reuseport/groupsteer).
+type Steer string
+
+const (
+	// SteerAuto steers where it can (same uid, a kernel with reuseport
+	// programs, sock_diag) and says once why where it cannot.
+	SteerAuto Steer = "auto"
+	// SteerOff leaves the group to the kernel's hash: what the old
+	// generation's sockets hold when it stops is reset unless
+	// net.ipv4.tcp_migrate_req=1.
+	SteerOff Steer = "off"
+)
+
+// ParseSteer checks a --reuseport-steer value.
+func ParseSteer(s string) (Steer, error) {
+	switch Steer(s) {
+	case SteerAuto, SteerOff:
+		return Steer(s), nil
+	}
+	return "", fmt.Errorf("%q: want auto or off", s)
+}
+
 // ParseMode checks a --mode value.
 func ParseMode(s string) (Mode, error) {
 	switch Mode(s) {
@@ -156,6 +179,10 @@ type Config struct {
 	// Listeners are bound once and passed to every generation (handoff mode).
 	Listeners []ListenSpec
 	Mode      Mode
+	// ReuseportSteer: in reuseport mode, steer new connections to the new
+	// generation and stop the old one only once its sockets hold nothing
+	// (reset-free with net.ipv4.tcp_migrate_req=0); see docs/perf-swap.md.
+	ReuseportSteer Steer
 	// Ready decides when a new generation may take over.
 	Ready ReadyCheck
 	// NotifyAccessAll accepts READY=1 from any process of the generation's
@@ -213,6 +240,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{
 		Mode:              ModeHandoff,
+		ReuseportSteer:    SteerAuto,
 		StopSignal:        syscall.SIGTERM,
 		SwapSignal:        syscall.SIGUSR2,
 		StartTimeout:      30 * time.Second,
@@ -232,6 +260,7 @@ func Defaults() Config {
 func (c *Config) setDefaults() {
 	d := Defaults()
 	orDefault(&c.Mode, d.Mode)
+	orDefault(&c.ReuseportSteer, d.ReuseportSteer)
 	if c.Ready.Kind == "" {
 		if len(c.Listeners) > 0 || c.Mode == ModeReuseport {
 			c.Ready = ReadyCheck{Kind: ReadyNotify}

@@ -77,6 +77,10 @@ type Engine struct {
 	selfSumOnce    sync.Once
 	offeredUpgrade atomic.Pointer[string]
 
+	// steering: reuseport mode steers the server's SO_REUSEPORT groups
+	// (swap.go: cutover); decided once in run.
+	steering bool
+
 	// Shutdown (pid1.go), owned by the Run goroutine as well.
 	stopping bool
 	killedAt time.Time // when the grace period ended and SIGKILL went out
@@ -106,6 +110,12 @@ type (
 	// slowStartEvent: a first generation is still not ready after another
 	// --start-timeout; slowVerifyEvent: a swap's verification (preflight)
 	// still runs after another verifyProgress.
+	// steeredEvent: the new generation g takes every new connection and
+	// nothing is left on the old one's sockets (err: what was, at the bound).
+	steeredEvent struct {
+		g   *generation
+		err error
+	}
 	slowStartEvent  struct{ g *generation }
 	slowVerifyEvent struct{ run *swapRun }
 	// barrierEvent is answered once every event posted before it has been
@@ -290,7 +300,7 @@ func (e *Engine) run(ctx context.Context, sigs <-chan os.Signal) int {
 	defer e.closeListeners()
 	defer e.closeBinaries()
 	if e.cfg.Mode == ModeReuseport {
-		e.checkMigrateReq()
+		e.checkSteering()
 	}
 	cctx, cancelControl := context.WithCancel(context.Background())
 	defer cancelControl()
@@ -368,6 +378,8 @@ func (e *Engine) handle(ev any) {
 		e.onGraceOver()
 	case pollEvent:
 		e.onShutdownPoll()
+	case steeredEvent:
+		e.onSteered(ev.g, ev.err)
 	case slowStartEvent:
 		e.onSlowStart(ev.g)
 	case slowVerifyEvent:

@@ -1003,3 +1003,62 @@ func TestNoWritableRuntimeDir(t *testing.T) {
 		t.Fatal("notify readiness without a runtime dir: want an error")
 	}
 }
+
+// ---- reuseport steering ----
+
+// TestReuseportStopsOldOnlyAfterCutover: in reuseport mode the old
+// generation gets its stop signal only once the cutover says its sockets
+// hold nothing (closing them earlier resets what they hold); the groups
+// are read before the new generation starts and taken over when the first
+// is ready; with --reuseport-steer=off the old one stops at once.
+func TestReuseportStopsOldOnlyAfterCutover(t *testing.T) {
+	h := running(t, func(c *Config) { c.Mode = ModeReuseport })
+	if !slices.Equal(h.rt.steerMarks, []bool{true}) {
+		t.Fatalf("first generation ready: SteerMark calls %v, want [true]", h.rt.steerMarks)
+	}
+	h.rt.holdSteer = true
+	h.requestSwap("control")
+	if !slices.Equal(h.rt.steerMarks, []bool{true, true}) {
+		t.Fatalf("swap: SteerMark calls %v, want [true true] (read before generation 2 starts)", h.rt.steerMarks)
+	}
+	h.ready(2)
+	wantSignals(t, h.proc(1)) // steering: not yet
+	if st := h.e.Status(); st.Generation != 1 || st.LastSwap != nil {
+		t.Fatalf("swap completed before the cutover: %+v", st)
+	}
+	if len(h.rt.steerDone) != 1 {
+		t.Fatalf("%d cutovers, want 1", len(h.rt.steerDone))
+	}
+	h.rt.steerDone[0](nil)
+	h.settle()
+	wantSignals(t, h.proc(1), syscall.SIGTERM)
+	if st := h.e.Status(); st.Generation != 2 || st.LastSwap == nil || st.LastSwap.Result != ResultSucceeded {
+		t.Fatalf("after the cutover: %+v", st)
+	}
+
+	off := running(t, func(c *Config) { c.Mode = ModeReuseport; c.ReuseportSteer = SteerOff })
+	off.rt.holdSteer = true
+	off.requestSwap("control")
+	off.ready(2)
+	wantSignals(t, off.proc(1), syscall.SIGTERM)
+	if len(off.rt.steerMarks) != 0 || len(off.rt.steerDone) != 0 {
+		t.Fatalf("--reuseport-steer=off: %d marks, %d cutovers, want none", len(off.rt.steerMarks), len(off.rt.steerDone))
+	}
+}
+
+// TestReuseportNewGenerationExitsDuringCutover: a new generation that dies
+// while the cutover waits fails the swap; the old one keeps serving and
+// the late cutover changes nothing.
+func TestReuseportNewGenerationExitsDuringCutover(t *testing.T) {
+	h := running(t, func(c *Config) { c.Mode = ModeReuseport })
+	h.rt.holdSteer = true
+	h.requestSwap("control")
+	h.ready(2)
+	h.exitCode(2, 1)
+	h.rt.steerDone[0](nil)
+	h.settle()
+	wantSignals(t, h.proc(1))
+	if st := h.e.Status(); st.Generation != 1 || st.LastSwap == nil || st.LastSwap.Result != ResultFailed {
+		t.Fatalf("after the new generation died mid-cutover: %+v", st)
+	}
+}

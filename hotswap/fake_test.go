@@ -16,6 +16,7 @@ import (
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
 	"github.com/hotswap-dev/hotswap/reuseport/activation"
+	"github.com/hotswap-dev/hotswap/reuseport/groupsteer"
 )
 
 // fakeRuntime is the engine's Runtime for unit tests: processes are
@@ -42,6 +43,10 @@ type fakeRuntime struct {
 	strSkips   []map[int]bool   // the skip sets they were sent with
 	groups     map[int]int      // pid → process group, for ProcessGroup
 	foreground []int            // SetForeground calls
+
+	steerMarks []bool        // SteerMark calls (quiet)
+	holdSteer  bool          // SteerCutover keeps done for the test to call
+	steerDone  []func(error) // held cutovers
 }
 
 func newFakeRuntime() *fakeRuntime {
@@ -216,6 +221,26 @@ func (r *fakeRuntime) ProcessGroup(pid int) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.groups[pid]
+}
+
+func (r *fakeRuntime) SteerCheck() error { return nil }
+
+func (r *fakeRuntime) SteerMark(quiet bool) groupsteer.Mark {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.steerMarks = append(r.steerMarks, quiet)
+	return groupsteer.Mark{}
+}
+
+func (r *fakeRuntime) SteerCutover(_ groupsteer.Mark, done func(error)) {
+	r.mu.Lock()
+	if r.holdSteer {
+		r.steerDone = append(r.steerDone, done)
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	done(nil)
 }
 
 func (r *fakeRuntime) SetForeground(pgid int) error {

@@ -217,3 +217,22 @@ func (e *Engine) checkMigrateReq() {
 		e.log.Warn("reuseport mode with net.ipv4.tcp_migrate_req=0: connections still queued on the old generation's socket are reset when it closes; set the sysctl to 1 in the pod (the chart's reuseport.migrateReq does it)")
 	}
 }
+
+// checkSteering decides, once at start-up, whether reuseport mode steers
+// the server's SO_REUSEPORT groups (reset-free swaps whatever
+// tcp_migrate_req says), and says so; where it cannot, swaps behave as
+// without it and checkMigrateReq says what that costs.
+func (e *Engine) checkSteering() {
+	if e.cfg.ReuseportSteer == SteerOff {
+		e.log.Info("reuseport steering off (--reuseport-steer=off)")
+		e.checkMigrateReq()
+		return
+	}
+	if err := e.rt.SteerCheck(); err != nil {
+		e.log.Warn("reuseport steering cannot work here; swaps behave as without it", "err", err)
+		e.checkMigrateReq()
+		return
+	}
+	e.steering = true
+	e.log.Info("reuseport steering on: at a swap, new connections go to the new generation once it is ready, and the old one gets its stop signal once its sockets hold nothing (servers of the same uid; see docs/perf-swap.md)")
+}

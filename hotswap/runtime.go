@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
+	"github.com/hotswap-dev/hotswap/reuseport/groupsteer"
 )
 
 // Runtime is every side effect the engine has on the machine: starting
@@ -47,6 +48,19 @@ type Runtime interface {
 	ProcessGroup(pid int) int
 	// SetForeground gives the terminal (if any) to process group pgid.
 	SetForeground(pgid int) error
+
+	// Reuseport steering (--mode reuseport; package reuseport/groupsteer).
+	// SteerCheck says whether it can work here (nil) or why not.
+	// SteerMark reads the server's SO_REUSEPORT groups right before a
+	// generation starts, or once the first is ready; quiet: no other
+	// generation is alive, so the groups' sockets are all the serving
+	// one's. SteerCutover, once the new generation is ready, steers new
+	// connections to it and calls done when nothing is left on the older
+	// generations' sockets (done's error says what was left at the bound);
+	// done may run on any goroutine.
+	SteerCheck() error
+	SteerMark(quiet bool) groupsteer.Mark
+	SteerCutover(m groupsteer.Mark, done func(error))
 }
 
 // Proc is one process the Runtime started; it leads its own process group.
@@ -82,12 +96,25 @@ func NewRuntime(reaper *entrypoint.Reaper, log *slog.Logger) Runtime {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &osRuntime{reaper: reaper, log: log}
+	return &osRuntime{reaper: reaper, log: log, steer: groupsteer.New(log)}
 }
 
 type osRuntime struct {
 	reaper *entrypoint.Reaper
 	log    *slog.Logger
+	steer  *groupsteer.Steerer
+}
+
+// steerWait bounds how long a cutover waits for the old generation's
+// sockets to empty: a handshake whose client stopped answering keeps its
+// request socket for a minute of SYN-ACK retries, and must not hold a swap.
+const steerWait = 5 * time.Second
+
+func (r *osRuntime) SteerCheck() error                    { return groupsteer.Check() }
+func (r *osRuntime) SteerMark(quiet bool) groupsteer.Mark { return r.steer.Mark(quiet) }
+func (r *osRuntime) SteerCutover(m groupsteer.Mark, done func(error)) {
+	w := r.steer.Cutover(m)
+	go func() { done(w.Wait(context.Background(), steerWait)) }()
 }
 
 func (r *osRuntime) Start(spec entrypoint.Spec, exited func()) (Proc, error) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
+	"github.com/hotswap-dev/hotswap/reuseport/groupsteer"
 )
 
 // The swap state machine. A swap flows one way:
@@ -41,6 +42,7 @@ type swapRun struct {
 	waiters []chan SwapResult
 	gen     *generation // nil while verifying
 	timer   Timer
+	mark    groupsteer.Mark // the listening sockets before gen started (reuseport steering)
 }
 
 // request folds a swap request into the running or queued swap, or starts one.
@@ -209,6 +211,9 @@ func (e *Engine) onVerified(ev verifiedEvent) {
 		e.finishSwap(run, SwapResult{Result: ResultRejected, Reason: ev.err.Error(), ToVersion: rel.Version})
 		return
 	}
+	if e.steering {
+		run.mark = e.rt.SteerMark(len(e.gens) == 1)
+	}
 	g, err := e.startGeneration(ev.rel, false)
 	if err != nil {
 		rel := ev.rel
@@ -240,9 +245,35 @@ func (e *Engine) onReady(g *generation) {
 		// The first generation, or a restart: nothing to drain.
 		e.setServing(g)
 		e.backoff = 0
+		if e.steering {
+			e.rt.SteerMark(len(e.gens) == 1) // take the groups over now: said at start-up, not at the first swap
+		}
 		e.publish(StatusChanged, fmt.Sprintf("generation %d ready and serving", g.id), false)
 		e.maybeStartSwap()
 		return
+	}
+	if e.steering {
+		// Ready: the start timeout no longer applies; the cutover's own
+		// wait is bounded.
+		if e.swap.timer != nil {
+			e.swap.timer.Stop()
+		}
+		e.rt.SteerCutover(e.swap.mark, func(err error) { e.post(steeredEvent{g: g, err: err}) })
+		return
+	}
+	e.takeover(g)
+}
+
+// onSteered completes a swap in reuseport mode once the new generation
+// takes every new connection and the old one's sockets hold nothing: only
+// now may the old one close them (its stop signal), since the kernel
+// resets what a closing listener holds unless tcp_migrate_req=1.
+func (e *Engine) onSteered(g *generation, err error) {
+	if e.swap == nil || e.swap.gen != g || g.state != GenStarting {
+		return // it exited, or shutdown canceled the swap, meanwhile
+	}
+	if err != nil {
+		e.log.Warn("reuseport steering: stopping the old generation anyway", "generation", g.id, "err", err)
 	}
 	e.takeover(g)
 }

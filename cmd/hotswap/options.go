@@ -24,6 +24,7 @@ type runOptions struct {
 	listen         []string
 	listenEnv      []string
 	mode           string
+	reuseportSteer string
 	ready          string
 	notifyAccess   string
 	stopSignal     string
@@ -48,6 +49,7 @@ func (o *runOptions) addFlags(f *pflag.FlagSet) {
 	f.StringSliceVar(&o.listen, "listen", nil, "NAME=tcp://HOST:PORT or NAME=unix:///PATH: bind once, pass to every generation as fd 3.. (repeatable)")
 	f.StringArrayVar(&o.listenEnv, "listen-env", nil, "NAME=TEMPLATE: give every generation NAME rendered from the listeners' fds, for servers that take inherited sockets in their own form, e.g. 'NGINX={{range .}}{{.FD}};{{end}}' (repeatable; see docs/servers.md)")
 	f.StringVar(&o.mode, "mode", string(d.Mode), "handoff: hotswap owns the sockets; reuseport: the server binds its own with SO_REUSEPORT")
+	f.StringVar(&o.reuseportSteer, "reuseport-steer", string(d.ReuseportSteer), "reuseport mode: auto steers new connections to the ready generation and stops the old one once its sockets hold nothing (no reset, whatever net.ipv4.tcp_migrate_req says); off leaves the server's SO_REUSEPORT group to the kernel")
 	f.StringVar(&o.ready, "ready", "", "when a new generation is ready: notify, http=URL, tcp=HOST:PORT, exec=CMD, delay=DUR (default notify with --listen or reuseport mode, else delay=0s)")
 	f.StringVar(&o.notifyAccess, "notify-access", "main", "who may send READY=1: main (the generation's main PID) or all (any process of its group)")
 	f.StringVar(&o.stopSignal, "stop-signal", entrypoint.SignalName(d.StopSignal), "signal that asks a generation to drain and exit (QUIT for nginx)")
@@ -108,6 +110,9 @@ func (o *runOptions) hotswapConfig(s *settings, args []string) (hotswap.Config, 
 	}
 	if cfg.Mode, err = hotswap.ParseMode(o.mode); err != nil {
 		return cfg, s.bad("mode", err)
+	}
+	if cfg.ReuseportSteer, err = hotswap.ParseSteer(o.reuseportSteer); err != nil {
+		return cfg, s.bad("reuseport-steer", err)
 	}
 	if o.ready != "" {
 		if cfg.Ready, err = hotswap.ParseReady(o.ready); err != nil {
