@@ -429,11 +429,22 @@ func testServerIn(t testing.TB, name string, n int, c cond) {
 	}
 	ka, ip := rep.KeepAlive, rep.IdlePool
 	if srv.mode == hotswap.ModeReuseport {
-		waited := 0
+		waited, adopted, gaveUp := 0, 0, 0
 		for _, l := range p.Logs() {
-			if strings.HasPrefix(l.Msg, "reuseport steering: stopping the old generation anyway") {
+			switch {
+			case strings.HasPrefix(l.Msg, "reuseport steering: stopping the old generation anyway"):
 				waited++
+			case strings.HasPrefix(l.Msg, "steering the server's SO_REUSEPORT group"):
+				adopted++
+			case strings.HasPrefix(l.Msg, "reuseport steering: giving up"):
+				gaveUp++
 			}
+		}
+		if c.steer == hotswap.SteerAuto && adopted == 0 {
+			t.Errorf("%s: hotswap never said it steers the server's group", name)
+		}
+		if gaveUp > 0 {
+			t.Errorf("%s: steering gave up on a group %d times (the log says why)", name, gaveUp)
 		}
 		t.Logf("STEER | %s | tcp_migrate_req=%v | --reuseport-steer=%s | %d swaps | %d / %d new-connection failed | keep-alive %d / %d failed | cutover waits that hit the bound: %d",
 			name, c.migrateReq, c.steer, len(run.Results), rep.NewConn.Failures.Total(), rep.NewConn.Attempts, ka.Failures.Total(), ka.Attempts, waited)
