@@ -12,6 +12,7 @@ import (
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
 	"github.com/hotswap-dev/hotswap/reuseport/activation"
+	"github.com/hotswap-dev/hotswap/reuseport/steer"
 )
 
 // generation is one running instance of a release.
@@ -144,6 +145,9 @@ func (e *Engine) execSpec(g *generation, first bool) (spec entrypoint.Spec, clea
 	env := GenerationEnv(e.baseEnv, rel)
 	env = append(env, "HOTSWAP_GENERATION="+strconv.Itoa(g.id), "HOTSWAP_VERSION="+rel.Version)
 	env = append(env, e.handoffEnv(g)...)
+	if e.steering {
+		env = append(env, steer.SteeredEnv+"=1") // the group's program is hotswap's: the library must not touch it
+	}
 	if e.cfg.Ready.Kind == ReadyNotify {
 		path := filepath.Join(e.runDir, fmt.Sprintf("notify-%s-%d.sock", e.token, g.id))
 		ns, err := activation.NewNotifySocket(path)

@@ -30,6 +30,8 @@
 // Steering is explicit: under hotswap --mode reuseport, [Steer] makes the
 // listener [Listener] bound take every new connection of its SO_REUSEPORT
 // group, so the previous generation's closes idle. [Ready] only notifies.
+// When hotswap steers the group itself (its default since it does so for
+// any server; HOTSWAP_REUSEPORT_STEERED=1), [Steer] does nothing.
 //
 // # The packages under it
 //

@@ -87,7 +87,7 @@ func Listener(name, fallbackAddr string) (net.Listener, error) {
 		return nil, err
 	}
 	var ln net.Listener
-	if os.Getenv("HOTSWAP_GENERATION") != "" {
+	if os.Getenv("HOTSWAP_GENERATION") != "" && os.Getenv(steer.SteeredEnv) != "1" {
 		// A generation under hotswap --mode reuseport: remember its place in
 		// the SO_REUSEPORT group, so that Steer can make it take the group's
 		// new connections once ready (package steer).

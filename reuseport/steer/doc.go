@@ -28,6 +28,9 @@
 // it found it, and [Steerer.Attach] attaches the program. reuseport.Steer
 // calls Attach for the listeners reuseport.Listener bound, and
 // reuseport.ListenAndServe calls Steer right before it reports ready.
+// Under a hotswap that steers the group itself (package
+// reuseport/groupsteer; [SteeredEnv] set), reuseport.Listener does not use
+// this package at all: the group's program is hotswap's.
 //
 // It needs no privileges (classic BPF on its own socket, sock_diag to read
 // the group), never steers unless the group's layout is known, and never

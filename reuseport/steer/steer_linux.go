@@ -20,6 +20,13 @@ const (
 	soDetachReuseportBPF  = 68 // SO_DETACH_REUSEPORT_BPF
 )
 
+// SteeredEnv is set to "1" in a generation's environment when hotswap
+// itself steers the generation's SO_REUSEPORT groups (hotswap --mode
+// reuseport with --reuseport-steer=auto; package reuseport/groupsteer):
+// the group's program is then hotswap's, and a generation must neither
+// detach nor replace it.
+const SteeredEnv = "HOTSWAP_REUSEPORT_STEERED"
+
 // Steerer is one listener that may steer its group to itself once ready.
 // A nil *Steerer is valid and steers nothing.
 type Steerer struct {
