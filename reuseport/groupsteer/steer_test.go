@@ -25,7 +25,19 @@ import (
 // namespace, where it may set net.ipv4.tcp_migrate_req.
 const envNetns = "GROUPSTEER_TEST_NETNS"
 
+// envListenAs makes the re-executed test binary a listener of another
+// uid: it binds SO_REUSEPORT on the address given, says "ok" and waits
+// for its stdin to close.
+const envListenAs = "GROUPSTEER_TEST_LISTEN"
+
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(envListenAs); addr != "" {
+		g := listenGen(nil, "foreign", addr, 1)
+		fmt.Println("ok")
+		io.Copy(io.Discard, os.Stdin)
+		g.stop()
+		os.Exit(0)
+	}
 	if os.Getenv(envNetns) == "" && os.Geteuid() == 0 {
 		if _, err := exec.LookPath("unshare"); err == nil {
 			cmd := exec.Command("unshare", append([]string{"--net", "--", os.Args[0]}, os.Args[1:]...)...)
@@ -73,7 +85,9 @@ type generation struct {
 }
 
 func listenGen(t testing.TB, name, addr string, n int) *generation {
-	t.Helper()
+	if t != nil {
+		t.Helper()
+	}
 	g := &generation{name: name}
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
@@ -83,6 +97,9 @@ func listenGen(t testing.TB, name, addr string, n int) *generation {
 	for range n {
 		ln, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
+			if t == nil {
+				panic(err)
+			}
 			t.Fatalf("%s: listen %s: %v", name, addr, err)
 		}
 		g.lns = append(g.lns, ln)
@@ -278,4 +295,65 @@ func TestWithoutSteeringResets(t *testing.T) {
 	inNetns(t)
 	st := swapLoop(t, nil, 40, []int{1, 3, 2, 4, 4, 1})
 	t.Logf("unsteered: %d ok, %d failed; errors %v", st.ok.Load(), st.failed.Load(), st.errs)
+}
+
+// TestOtherUIDFallsBack: a group whose sockets belong to another uid cannot
+// be joined (the kernel refuses, and hotswap would steer nothing): Mark
+// adopts nothing and says why, once; a cutover steers nothing.
+func TestOtherUIDFallsBack(t *testing.T) {
+	inNetns(t)
+	addr := freeAddr(t)
+	// A copy of the test binary uid 65534 can execute (go test's is in a
+	// directory only root may enter).
+	dir, err := os.MkdirTemp("", "groupsteer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	bin := dir + "/listen"
+	self, err := os.ReadFile(os.Args[0])
+	if err == nil {
+		err = os.WriteFile(bin, self, 0o755)
+	}
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), envListenAs+"="+addr)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); cmd.Wait() }()
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ok\n" {
+		t.Fatalf("listener as uid 65534: %q, %v", line, err)
+	}
+	var logs strings.Builder
+	s := New(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer s.Close()
+	m := s.Mark(true)
+	s.Mark(true)
+	if len(s.groups) != 0 {
+		t.Fatalf("adopted a group of another uid: %d groups", len(s.groups))
+	}
+	if w := s.Cutover(m); w.Steered() {
+		t.Fatal("a cutover steered a group of another uid")
+	}
+	if n := strings.Count(logs.String(), "uid 65534"); n != 1 {
+		t.Fatalf("the uid reason was said %d times, want once:\n%s", n, logs.String())
+	}
+	if _, err := ask(addr); err != nil {
+		t.Fatalf("the other uid's listener no longer answers: %v", err)
+	}
 }
