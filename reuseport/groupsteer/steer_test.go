@@ -32,7 +32,7 @@ const envListenAs = "GROUPSTEER_TEST_LISTEN"
 
 func TestMain(m *testing.M) {
 	if addr := os.Getenv(envListenAs); addr != "" {
-		g := listenGen(nil, "foreign", addr, 1)
+		g := listenGen(nil, "foreign", []string{addr}, 1)
 		fmt.Println("ok")
 		io.Copy(io.Discard, os.Stdin)
 		g.stop()
@@ -84,7 +84,8 @@ type generation struct {
 	wg   sync.WaitGroup
 }
 
-func listenGen(t testing.TB, name, addr string, n int) *generation {
+// addrs are "tcp" addresses, or "tcp6 [::]:PORT" for an IPv6-only socket.
+func listenGen(t testing.TB, name string, addrs []string, n int) *generation {
 	if t != nil {
 		t.Helper()
 	}
@@ -94,8 +95,12 @@ func listenGen(t testing.TB, name, addr string, n int) *generation {
 		c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 15 /* SO_REUSEPORT */, 1) })
 		return serr
 	}}
-	for range n {
-		ln, err := lc.Listen(context.Background(), "tcp", addr)
+	for i := range n * len(addrs) {
+		network, addr := "tcp", addrs[i%len(addrs)]
+		if a, ok := strings.CutPrefix(addr, "tcp6 "); ok {
+			network, addr = "tcp6", a
+		}
+		ln, err := lc.Listen(context.Background(), network, addr)
 		if err != nil {
 			if t == nil {
 				panic(err)
@@ -145,13 +150,14 @@ type loadStats struct {
 
 // runLoad dials new connections to addr from c clients until ctx ends,
 // one request each, never retrying.
-func runLoad(ctx context.Context, addr string, c int) (*loadStats, func()) {
+func runLoad(ctx context.Context, addrs []string, c int) (*loadStats, func()) {
 	st := &loadStats{errs: map[string]int{}, byGen: map[string]int{}}
 	var wg sync.WaitGroup
-	for range c {
+	for i := range c {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			addr := dialAddr(addrs[i%len(addrs)])
 			for ctx.Err() == nil {
 				start := time.Now()
 				gen, err := ask(addr)
@@ -192,6 +198,14 @@ func ask(addr string) (string, error) {
 	return strings.TrimSpace(line), nil
 }
 
+// dialAddr is where to connect to a listening address: the loopback
+// address of a wildcard's family.
+func dialAddr(a string) string {
+	a = strings.TrimPrefix(a, "tcp6 ")
+	a = strings.Replace(a, "[::]", "[::1]", 1)
+	return strings.Replace(a, "0.0.0.0", "127.0.0.1", 1)
+}
+
 func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -204,14 +218,16 @@ func freeAddr(t testing.TB) string {
 // swapLoop runs swaps generations of sizes[i%len(sizes)] listeners each
 // under new-connection load, steering with s when s is not nil, and
 // returns the load's counts.
-func swapLoop(t *testing.T, s *Steerer, swaps int, sizes []int) *loadStats {
-	addr := freeAddr(t)
-	cur := listenGen(t, "gen0", addr, sizes[0])
+func swapLoop(t *testing.T, s *Steerer, swaps int, sizes []int, addrs ...string) *loadStats {
+	if len(addrs) == 0 {
+		addrs = []string{freeAddr(t)}
+	}
+	cur := listenGen(t, "gen0", addrs, sizes[0])
 	if s != nil {
 		s.Mark(true) // the first generation is ready: adopt its group
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	st, wait := runLoad(ctx, addr, 8)
+	st, wait := runLoad(ctx, addrs, 8)
 	for i := 1; i <= swaps; i++ {
 		time.Sleep(20 * time.Millisecond)
 		var m Mark
@@ -223,7 +239,7 @@ func swapLoop(t *testing.T, s *Steerer, swaps int, sizes []int) *loadStats {
 				t.Fatalf("swap %d: the group holds %d members: fillers pile up", i, n)
 			}
 		}
-		next := listenGen(t, fmt.Sprintf("gen%d", i), addr, sizes[i%len(sizes)])
+		next := listenGen(t, fmt.Sprintf("gen%d", i), addrs, sizes[i%len(sizes)])
 		if s != nil {
 			w := s.Cutover(m)
 			if !w.Steered() {
@@ -233,8 +249,8 @@ func swapLoop(t *testing.T, s *Steerer, swaps int, sizes []int) *loadStats {
 				t.Errorf("swap %d: %v", i, err)
 			}
 			// Every connection made now must reach the new generation.
-			for range 20 {
-				if gen, err := ask(addr); err != nil || gen != next.name {
+			for j := range 20 {
+				if gen, err := ask(dialAddr(addrs[j%len(addrs)])); err != nil || gen != next.name {
 					t.Fatalf("swap %d: a new connection after the cutover reached %q (err %v), want %s", i, gen, err, next.name)
 				}
 			}
@@ -285,6 +301,28 @@ func TestCutoverWithoutResets(t *testing.T) {
 	}
 	if st.ok.Load() == 0 {
 		t.Fatal("no request succeeded: the load did not run")
+	}
+}
+
+// TestCutoverSeveralGroups: a generation listening on several groups at
+// once — IPv4, IPv6-only and a dual-stack wildcard on one port, as nginx
+// with `listen 8080 reuseport; listen [::]:8080 reuseport` — is steered in
+// each (the group key includes IPV6_V6ONLY, read through sock_diag).
+func TestCutoverSeveralGroups(t *testing.T) {
+	inNetns(t)
+	s := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer s.Close()
+	_, port, _ := strings.Cut(freeAddr(t), ":")
+	st := swapLoop(t, s, 12, []int{2, 1, 3}, "127.0.0.1:"+port, "tcp6 [::]:"+port)
+	if n := len(s.groups); n != 2 {
+		t.Errorf("%d groups steered, want 2", n)
+	}
+	_, port2, _ := strings.Cut(freeAddr(t), ":")
+	st2 := swapLoop(t, s, 12, []int{2, 1, 3}, "[::]:"+port2) // a dual-stack wildcard (IPV6_V6ONLY=0)
+	for _, x := range []*loadStats{st, st2} {
+		if x.failed.Load() > 0 || x.ok.Load() == 0 {
+			t.Errorf("%d ok, %d failed: %v", x.ok.Load(), x.failed.Load(), x.errs)
+		}
 	}
 }
 
