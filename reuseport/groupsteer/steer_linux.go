@@ -124,7 +124,11 @@ func (s *Steerer) Mark(quiet bool) Mark {
 		}
 	}
 	if quiet {
-		for k, ms := range byKey {
+		// Read again: a group given up above no longer holds our fillers.
+		if ls, err = listeners(); err != nil {
+			return Mark{err: err}
+		}
+		for k, ms := range s.byKey(ls) {
 			if s.groups[k] == nil {
 				s.adopt(k, ms)
 			}

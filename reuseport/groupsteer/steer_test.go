@@ -395,3 +395,46 @@ func TestOtherUIDFallsBack(t *testing.T) {
 		t.Fatalf("the other uid's listener no longer answers: %v", err)
 	}
 }
+
+// TestRestartAfterCrash: the serving generation dies without a cutover
+// (its sockets leave in an order the model cannot follow) and a restart
+// binds new ones. The next Mark gives the group up and takes it over again
+// from what the kernel shows; the following swap is steered.
+func TestRestartAfterCrash(t *testing.T) {
+	inNetns(t)
+	var logs strings.Builder
+	s := New(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer s.Close()
+	addrs := []string{freeAddr(t)}
+	gen0 := listenGen(t, "gen0", addrs, 2)
+	s.Mark(true)
+	m := s.Mark(true)
+	gen1 := listenGen(t, "gen1", addrs, 3)
+	if err := s.Cutover(m).Wait(context.Background(), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	gen0.stop()
+	gen1.stop() // crash
+	gen2 := listenGen(t, "gen2", addrs, 2)
+	defer gen2.stop()
+	s.Mark(true) // the restart is ready
+	if n := s.size(); n != 3 {
+		t.Fatalf("after the restart the model holds %d members, want 3 (2 sockets and a filler)\n%s", n, logs.String())
+	}
+	for range 20 {
+		if gen, err := ask(dialAddr(addrs[0])); err != nil || gen != "gen2" {
+			t.Fatalf("after the restart: %q, %v", gen, err)
+		}
+	}
+	m = s.Mark(true)
+	gen3 := listenGen(t, "gen3", addrs, 1)
+	defer gen3.stop()
+	if w := s.Cutover(m); !w.Steered() {
+		t.Fatalf("the swap after the restart was not steered\n%s", logs.String())
+	}
+	for range 20 {
+		if gen, err := ask(dialAddr(addrs[0])); err != nil || gen != "gen3" {
+			t.Fatalf("after the cutover: %q, %v", gen, err)
+		}
+	}
+}
