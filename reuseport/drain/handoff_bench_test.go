@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,8 +32,8 @@ import (
 // clients are processes of their own (this one's descriptor limit, 20,000
 // without CAP_SYS_RESOURCE, does not fit two ends of 10,000 connections). Reported: the time from the drain's start to the last
 // handover, i.e. to the end of its drain (ms-handoff), and the CPU time both generations spent meanwhile
-// (ms-cpu, the old generation's: on a busy machine the wall time is
-// mostly waiting for a CPU), connections handed
+// (ms-cpu the old generation's, ms-cpu-new the new one's: on a busy machine
+// the wall time is mostly waiting for a CPU), connections handed
 // (handed), and after the swap,
 // every client sends one more request on its same TCP connection: answered
 // by the new generation (moved), failed, and kept by the old one (kept:
@@ -62,7 +64,7 @@ func benchHandoffIdle(b *testing.B, n int) {
 	if line := cl.next(b); line != "ready" {
 		b.Fatalf("clients: %s", line)
 	}
-	nu := startNewGen(b, ln)
+	nu, nuProc := startNewGenProc(b, ln)
 	if err := handoff.SetTarget(context.Background(), old.hub.Path(), nu); err != nil {
 		b.Fatal(err)
 	}
@@ -70,7 +72,7 @@ func benchHandoffIdle(b *testing.B, n int) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 
-	cpu0 := cpuTime(b)
+	cpu0, cpuNew0 := cpuTime(b), procCPU(nuProc.Pid)
 	start := time.Now()
 	done := old.drainAsync(time.Minute)
 	// The drain ends when the old generation has no connection left: all
@@ -85,7 +87,7 @@ func benchHandoffIdle(b *testing.B, n int) {
 		b.Fatalf("the old generation never finished draining (%+v)", old.hub.Stats())
 	}
 	took := time.Since(start)
-	cpu := cpuTime(b) - cpu0
+	cpu, cpuNew := cpuTime(b)-cpu0, procCPU(nuProc.Pid)-cpuNew0
 	handed := old.hub.Stats().Sent
 
 	cl.send(b, "go")
@@ -95,6 +97,7 @@ func benchHandoffIdle(b *testing.B, n int) {
 	}
 	b.ReportMetric(float64(took.Microseconds())/1000, "ms-handoff")
 	b.ReportMetric(float64(cpu.Microseconds())/1000, "ms-cpu")
+	b.ReportMetric(float64(cpuNew.Microseconds())/1000, "ms-cpu-new")
 	b.ReportMetric(float64(handed), "handed")
 	b.ReportMetric(float64(moved), "moved")
 	b.ReportMetric(float64(kept), "kept")
@@ -134,13 +137,8 @@ func runNewGen(hubPath string) int {
 	return 0
 }
 
-// startNewGen starts the new generation on ln and returns its hub's path.
-func startNewGen(b testing.TB, ln net.Listener) string {
-	path, _ := startNewGenProc(b, ln)
-	return path
-}
-
-// startNewGenProc is startNewGen that also returns the process.
+// startNewGenProc starts the new generation on ln and returns its hub's
+// path and its process.
 func startNewGenProc(b testing.TB, ln net.Listener) (string, *os.Process) {
 	self, err := os.Executable()
 	if err != nil {
@@ -305,6 +303,23 @@ func cpuTime(b testing.TB) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is the CPU time (user + system) process pid used so far, from
+// /proc (10 ms resolution); 0 if it cannot be read.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ 100
 }
 
 // raiseNoFile lifts RLIMIT_NOFILE to at least n (the benchmarks run as
