@@ -5,9 +5,11 @@
 #
 #   nginx haproxy caddy gunicorn python3-uvicorn puma ruby-sd-notify
 #                      the servers of e2e/servers (docs/servers.md)
+#   binutils           `as` and `objcopy`: internal/tinyshim's test rebuilds
+#                      the exec shim from its assembly (hack/tinyshim.sh)
 set -euo pipefail
 
-pkgs=(nginx haproxy caddy gunicorn python3-uvicorn puma ruby-sd-notify)
+pkgs=(nginx haproxy caddy gunicorn python3-uvicorn puma ruby-sd-notify binutils)
 
 missing=()
 for p in "${pkgs[@]}"; do
