@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/e2e/load"
+	"github.com/hotswap-dev/hotswap/internal/tinyshim"
 )
 
 // image is the tag built for this test run; skipReason is set when podman
@@ -405,7 +406,7 @@ func checkExecShim(t *testing.T, ctx context.Context, name string) {
 	if !regexp.MustCompile(`(?m)^Seccomp:\s+2$`).Match(st) {
 		t.Errorf("hotswap (host pid %s) runs without a seccomp filter; the default profile was expected", strings.TrimSpace(pid))
 	}
-	if runtime.GOARCH != "amd64" {
+	if !tinyshim.Built() {
 		t.Logf("no tiny exec shim for %s: generations start through hotswap's own binary", runtime.GOARCH)
 		return
 	}

@@ -4,10 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hotswap-dev/hotswap/internal/tinyshim"
 )
 
 // TestExecShim: hotswap as PID 1 with a listener starts its generations
@@ -20,7 +21,7 @@ func TestExecShim(t *testing.T) {
 		t.Skipf("no vm.memfd_noexec (Linux < 6.3): %v", err)
 	}
 	tiny := "exec_shim=tiny"
-	if runtime.GOARCH != "amd64" {
+	if !tinyshim.Built() {
 		tiny = "exec_shim=self-reexec"
 	}
 	for _, tc := range []struct {

@@ -17,7 +17,7 @@ const Arg0 = "hotswap-exec-shim"
 
 // listenPIDPlaceholder is the environment entry the shim overwrites in
 // place with its PID's digits and a NUL: ten digits are more than any
-// pid_max allows (2^22). shim_amd64.S compares against the same bytes.
+// pid_max allows (2^22). shim_ARCH.S compares against the same bytes.
 const listenPIDPlaceholder = "LISTEN_PID=XXXXXXXXXX"
 
 // Shim is the tiny shim loaded into a sealed memfd, ready to run.
@@ -78,6 +78,9 @@ func fill(f *os.File) error {
 	}
 	return nil
 }
+
+// Built reports whether this architecture has a tiny shim (amd64, arm64).
+func Built() bool { return len(image) > 0 }
 
 // Size is the shim's size in bytes.
 func (s *Shim) Size() int { return len(image) }
