@@ -112,14 +112,26 @@ func (e *Engine) tinyShimRefused(spec entrypoint.Spec, err error) bool {
 	return false
 }
 
-// dropTinyShim falls back to the self re-exec for good, and says so once.
-func (e *Engine) dropTinyShim(err error) {
-	e.log.Warn("the tiny exec shim cannot run here; generations start through hotswap's own binary from now on", "err", err)
+// startWithoutTinyShim starts rel through the self re-exec after the tiny
+// shim's exec was refused (refused). If that start works, the tiny shim
+// was the problem: generations start without it from now on, which the log
+// says once. If it fails too, the error is the release's, not the shim's:
+// the tiny shim stays.
+func (e *Engine) startWithoutTinyShim(rel Release, first bool, refused error) (*generation, error) {
+	s := e.shim
 	e.shim = nil
-	e.shimWhy = fmt.Sprintf("exec refused: %v", err)
+	g, err := e.startGeneration(rel, first)
+	if err != nil {
+		e.shim = s
+		return nil, err
+	}
+	_ = s.Close()
+	e.log.Warn("the tiny exec shim cannot run here; generations start through hotswap's own binary from now on", "exec_shim", ExecShimReexec, "err", refused)
+	e.shimWhy = fmt.Sprintf("exec refused: %v", refused)
 	e.mu.Lock()
 	e.status.ExecShim = ExecShimReexec
 	e.mu.Unlock()
+	return g, nil
 }
 
 // closeExecShim lets the memfd go when Run ends.

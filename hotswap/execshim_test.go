@@ -71,6 +71,17 @@ func TestExecShimFallback(t *testing.T) {
 	if st := h.e.Status(); st.ExecShim != ExecShimReexec {
 		t.Fatalf("status says exec shim %q, want %q", st.ExecShim, ExecShimReexec)
 	}
+	// A failure that is not the shim's (the self re-exec fails as well)
+	// leaves the tiny shim in place.
+	rt3 := newFakeRuntime()
+	rt3.shim = loadTinyShim(t)
+	refused := &entrypoint.StartError{Path: "/proc/self/fd/4", Err: syscall.EACCES}
+	rt3.startErr["/proc/self/fd/4"] = refused
+	rt3.startErr["/proc/self/exe"] = &entrypoint.StartError{Path: "/proc/self/exe", Err: syscall.EACCES}
+	h3 := newHarnessOn(t, rt3, withListener)
+	if _, err := h3.e.startGeneration(h3.e.current, true); err == nil || h3.e.shim == nil || h3.e.Status().ExecShim != ExecShimTiny {
+		t.Fatalf("start: %v, tiny shim %v, status %q; want the error and the tiny shim kept", err, h3.e.shim != nil, h3.e.Status().ExecShim)
+	}
 	h2 := newHarness(t, withListener).start()
 	if p := h2.proc(1); p.spec.Path != "/proc/self/exe" || h2.e.Status().ExecShim != ExecShimReexec {
 		t.Fatalf("without a tiny shim: %q, status %q", p.spec.Path, h2.e.Status().ExecShim)

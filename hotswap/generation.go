@@ -117,8 +117,7 @@ func (e *Engine) startGeneration(rel Release, first bool) (*generation, error) {
 	if err != nil {
 		g.close()
 		if e.tinyShimRefused(spec, err) {
-			e.dropTinyShim(err)
-			return e.startGeneration(rel, first)
+			return e.startWithoutTinyShim(rel, first, err)
 		}
 		return nil, err
 	}
