@@ -42,6 +42,7 @@ func main() {
 	n := flag.Int("n", 30, "runs per arm and measurement")
 	server := flag.String("server", "", "binary whose `serve` is the HTTP server of the answer runs (default: the last arm's)")
 	only := flag.String("only", "start,swap,answer", "measurements to run")
+	tflip := flag.String("tableflip", "", "hack/tableflip's server binary: the server of the answer runs, and an arm of its own upgraded by tableflip on SIGHUP")
 	flag.Parse()
 	var arms []arm
 	for _, a := range flag.Args() {
@@ -53,6 +54,9 @@ func main() {
 	}
 	if len(arms) == 0 {
 		fail("usage: shimbench [-n N] NAME=HOTSWAP_BINARY...")
+	}
+	if *tflip != "" {
+		*server = *tflip
 	}
 	if *server == "" {
 		*server = arms[len(arms)-1].bin
@@ -118,8 +122,15 @@ func main() {
 		for j := range arms {
 			waitGen(addrs[j], "1", 10*time.Second)
 		}
+		var tf *tableflipServer
+		if *tflip != "" {
+			tf = startTableflip(*tflip)
+		}
 		for i := 0; i < *n; i++ {
 			res["server alone: exec → answer"] = append(res["server alone: exec → answer"], serverAlone(*server))
+			if tf != nil {
+				res["tableflip"] = append(res["tableflip"], tf.upgrade())
+			}
 			for j, a := range arms {
 				time.Sleep(300 * time.Millisecond)
 				t0 := time.Now()
@@ -130,6 +141,10 @@ func main() {
 		}
 		for _, h := range hs {
 			h.stop()
+		}
+		if tf != nil {
+			tf.stop()
+			row("trigger → first answer from the new generation", "tableflip (SIGHUP)", res["tableflip"])
 		}
 		row("trigger → first answer from the new generation", "server alone: exec → answer", res["server alone: exec → answer"])
 		for _, a := range arms {
@@ -346,4 +361,54 @@ func serverAlone(server string) time.Duration {
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	return d
+}
+
+// tableflipServer is hack/tableflip's server on its own, upgraded by
+// cloudflare/tableflip: SIGHUP makes it re-execute itself with the listener.
+type tableflipServer struct {
+	addr, gen string // gen: the PID that answers now
+}
+
+func startTableflip(bin string) *tableflipServer {
+	t := &tableflipServer{addr: freeAddr()}
+	cmd := exec.Command(bin, "--addr", t.addr)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		fail(err.Error())
+	}
+	go func() { _ = cmd.Wait() }() // the first process exits at its first upgrade
+	for deadline := time.Now().Add(10 * time.Second); t.gen == ""; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			fail("tableflip server never answered")
+		}
+		t.gen = get(t.addr)
+	}
+	return t
+}
+
+// upgrade waits for the last upgrade to settle, sends SIGHUP to the
+// serving process and times it until another process answers.
+func (t *tableflipServer) upgrade() time.Duration {
+	time.Sleep(300 * time.Millisecond)
+	pid, _ := strconv.Atoi(t.gen)
+	t0 := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		fail(err.Error())
+	}
+	deadline := t0.Add(10 * time.Second)
+	for {
+		if g := get(t.addr); g != "" && g != t.gen {
+			t.gen = g
+			return time.Since(t0)
+		}
+		if time.Now().After(deadline) {
+			fail("no new tableflip process answered")
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+}
+
+func (t *tableflipServer) stop() {
+	pid, _ := strconv.Atoi(t.gen)
+	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
