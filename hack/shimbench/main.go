@@ -15,7 +15,7 @@
 // arm and in the baseline alike. Needs root (unshare) and util-linux.
 //
 //	go build -o /tmp/hotswap-after ./cmd/hotswap
-//	git -C /work/main worktree add /tmp/before main && (cd /tmp/before && go build -o /tmp/hotswap-before ./cmd/hotswap)
+//	mkdir /tmp/before && git archive BASE | tar -x -C /tmp/before && (cd /tmp/before && go build -o /tmp/hotswap-before ./cmd/hotswap)
 //	go run ./hack/shimbench -n 50 before=/tmp/hotswap-before after=/tmp/hotswap-after
 package main
 
