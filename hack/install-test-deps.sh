@@ -5,9 +5,13 @@
 #
 #   nginx haproxy caddy gunicorn python3-uvicorn puma ruby-sd-notify
 #                      the servers of e2e/servers (docs/servers.md)
+#   binutils binutils-aarch64-linux-gnu qemu-user
+#                      internal/tinyshim's test rebuilds the exec shim from
+#                      its assembly for amd64 and arm64 (hack/tinyshim.sh)
+#                      and runs the arm64 one under qemu-aarch64
 set -euo pipefail
 
-pkgs=(nginx haproxy caddy gunicorn python3-uvicorn puma ruby-sd-notify)
+pkgs=(nginx haproxy caddy gunicorn python3-uvicorn puma ruby-sd-notify binutils binutils-aarch64-linux-gnu qemu-user)
 
 missing=()
 for p in "${pkgs[@]}"; do

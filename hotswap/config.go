@@ -222,8 +222,8 @@ type Config struct {
 	Verify VerifyFunc
 	// Observers are told about every event.
 	Observers []Observer
-	// Self is the hotswap binary, re-executed as the LISTEN_PID shim;
-	// default /proc/self/exe.
+	// Self is the hotswap binary, re-executed as the LISTEN_PID shim where
+	// the tiny shim (internal/tinyshim) cannot run; default /proc/self/exe.
 	Self string
 	// HotswapVersion is this hotswap's own version, as `hotswap status` and
 	// an upgrade report it.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
 	"github.com/hotswap-dev/hotswap/hotswap/listenenv"
+	"github.com/hotswap-dev/hotswap/internal/tinyshim"
 	"github.com/hotswap-dev/hotswap/internal/upgradesig"
 	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
@@ -65,6 +66,8 @@ type Engine struct {
 	backoff        time.Duration
 	restartAt      Timer
 	bins           map[*Binary]bool // open release binaries to close (pin.go)
+	shim           *tinyshim.Shim   // nil: the self re-exec shim (execshim.go)
+	shimWhy        string           // why there is no tiny shim
 
 	// resumed is the state an in-place upgrade handed over (upgrade.go);
 	// Run restores from it instead of starting the command.
@@ -200,6 +203,7 @@ func NewWithRuntime(cfg Config, rt Runtime) (*Engine, error) {
 	}
 	e.current = cfg.Release
 	e.status = Status{Phase: PhaseStarting, Hotswap: cfg.HotswapVersion}
+	e.initExecShim()
 	return e, nil
 }
 
@@ -299,6 +303,8 @@ func (e *Engine) run(ctx context.Context, sigs <-chan os.Signal) int {
 	defer close(e.done)
 	defer e.closeListeners()
 	defer e.closeBinaries()
+	defer e.closeExecShim()
+	e.logExecShim()
 	if e.cfg.Mode == ModeReuseport {
 		e.checkSteering()
 	}

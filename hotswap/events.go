@@ -137,6 +137,9 @@ type Status struct {
 	// hotswap replaced itself in place in this pod (docs/upgrade.md).
 	Hotswap  string `json:"hotswap,omitempty"`
 	Upgrades int    `json:"upgrades,omitempty"`
+	// ExecShim is how generations start: ExecShimTiny, or ExecShimReexec
+	// where the tiny shim cannot run (the start log says why).
+	ExecShim string `json:"execShim,omitempty"`
 }
 
 // Event is one thing that happened, with the status right after it.

@@ -2,6 +2,7 @@ package hotswap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
+	"github.com/hotswap-dev/hotswap/internal/tinyshim"
 	"github.com/hotswap-dev/hotswap/reuseport/activation"
 	"github.com/hotswap-dev/hotswap/reuseport/groupsteer"
 )
@@ -44,9 +46,10 @@ type fakeRuntime struct {
 	groups     map[int]int      // pid → process group, for ProcessGroup
 	foreground []int            // SetForeground calls
 
-	steerMarks []bool        // SteerMark calls (quiet)
-	holdSteer  bool          // SteerCutover keeps done for the test to call
-	steerDone  []func(error) // held cutovers
+	steerMarks []bool         // SteerMark calls (quiet)
+	holdSteer  bool           // SteerCutover keeps done for the test to call
+	steerDone  []func(error)  // held cutovers
+	shim       *tinyshim.Shim // ExecShim; nil: the self re-exec
 }
 
 func newFakeRuntime() *fakeRuntime {
@@ -179,6 +182,13 @@ func (r *fakeRuntime) Background(f func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.bg = append(r.bg, f)
+}
+
+func (r *fakeRuntime) ExecShim() (*tinyshim.Shim, error) {
+	if r.shim == nil {
+		return nil, errors.New("fake runtime")
+	}
+	return r.shim, nil
 }
 
 func (r *fakeRuntime) Now() time.Time {
@@ -371,11 +381,17 @@ func testConfig(t *testing.T) Config {
 // newHarness builds an engine on a fake runtime; start runs it.
 func newHarness(t *testing.T, tweak func(*Config)) *harness {
 	t.Helper()
+	return newHarnessOn(t, newFakeRuntime(), tweak)
+}
+
+// newHarnessOn is newHarness on a fake runtime the test prepared.
+func newHarnessOn(t *testing.T, rt *fakeRuntime, tweak func(*Config)) *harness {
+	t.Helper()
 	cfg := testConfig(t)
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	h := &harness{t: t, rt: newFakeRuntime(), rec: &recorder{}, sigs: make(chan os.Signal), code: make(chan int, 1)}
+	h := &harness{t: t, rt: rt, rec: &recorder{}, sigs: make(chan os.Signal), code: make(chan int, 1)}
 	cfg.Observers = append(cfg.Observers, h.rec)
 	e, err := NewWithRuntime(cfg, h.rt)
 	if err != nil {

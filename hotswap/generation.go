@@ -116,6 +116,9 @@ func (e *Engine) startGeneration(rel Release, first bool) (*generation, error) {
 	cleanup()
 	if err != nil {
 		g.close()
+		if e.tinyShimRefused(spec, err) {
+			return e.startWithoutTinyShim(rel, first, err)
+		}
 		return nil, err
 	}
 	g.proc = proc
@@ -176,12 +179,12 @@ func (e *Engine) execSpec(g *generation, first bool) (spec entrypoint.Spec, clea
 		exported = append(exported, lf...)
 		files = append(files, lf...)
 		env = append(env, lenv...)
-		// LISTEN_PID must be the child's own PID, which only the child knows:
-		// a re-exec of hotswap sets it and execs the target in place.
-		path, argv = activation.ShimCommand(e.cfg.Self, rel.Path, rel.Args)
 	}
-	if p, a, f, en, ok := e.pinnedExec(rel, files, env); ok {
-		path, argv, files, env = p, a, f, en
+	// LISTEN_PID must be the child's own PID, which only the child knows,
+	// and the verified open binary is run by descriptor: the exec shim does
+	// both (execshim.go).
+	if bin := e.pinnedBinary(rel); bin != nil || len(e.listeners) > 0 {
+		path, argv, files, env = e.shimCommand(rel, bin, files, env)
 	}
 	cleanup = func() {
 		for _, f := range exported {

@@ -4,9 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
-	"strconv"
-
-	"github.com/hotswap-dev/hotswap/reuseport/activation"
 )
 
 // What was verified is what runs (docs/security.md). The engine opens a
@@ -77,19 +74,16 @@ func (e *Engine) closeBinaries() {
 	e.bins = nil
 }
 
-// pinnedExec rewrites a generation's command to run rel's open binary: the
-// exec shim gets it as the next descriptor after files and executes it
-// (HOTSWAP_EXEC_FD), with argv[0] still the release's path. A script runs
-// by path (its interpreter must reopen it); only the command line's trusted
-// release may be one.
-func (e *Engine) pinnedExec(rel Release, files []*os.File, env []string) (string, []string, []*os.File, []string, bool) {
+// pinnedBinary is rel's open binary for the exec shim to run (the shim
+// gets it as a descriptor and executes it, with argv[0] still the
+// release's path), or nil to run rel by path. A script runs by path (its
+// interpreter must reopen it); only the command line's trusted release may
+// be one.
+func (e *Engine) pinnedBinary(rel Release) *os.File {
 	if rel.bin == nil || rel.bin.Script() {
-		return "", nil, files, env, false
+		return nil
 	}
-	env = append(env, activation.ShimExecFDEnv+"="+strconv.Itoa(len(files)))
-	files = append(files, rel.bin.File())
-	path, argv := activation.ShimCommand(e.cfg.Self, rel.Path, rel.Args)
-	return path, argv, files, env, true
+	return rel.bin.File()
 }
 
 // instanceToken tells this hotswap's socket files from those of another

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
+	"github.com/hotswap-dev/hotswap/internal/tinyshim"
 	"github.com/hotswap-dev/hotswap/reuseport/groupsteer"
 )
 
@@ -35,6 +36,10 @@ type Runtime interface {
 	// and every start of it (see Binary and pin.go). A nil Binary without
 	// an error means: start it by path.
 	OpenBinary(path string) (*Binary, error)
+	// ExecShim is the tiny exec shim generations start through, loaded
+	// once (execshim.go); an error says why there is none and generations
+	// start through hotswap's own binary.
+	ExecShim() (*tinyshim.Shim, error)
 
 	// Now is the engine's clock; AfterFunc arms a timer on it.
 	Now() time.Time
@@ -131,6 +136,7 @@ func (r *osRuntime) Start(spec entrypoint.Spec, exited func()) (Proc, error) {
 
 func (r *osRuntime) Background(f func())                         { go f() }
 func (r *osRuntime) OpenBinary(path string) (*Binary, error)     { return OpenBinary(path) }
+func (r *osRuntime) ExecShim() (*tinyshim.Shim, error)           { return tinyshim.Load() }
 func (r *osRuntime) Now() time.Time                              { return time.Now() }
 func (r *osRuntime) AfterFunc(d time.Duration, f func()) Timer   { return time.AfterFunc(d, f) }
 func (r *osRuntime) ProcessGroup(pid int) int                    { return entrypoint.ProcessGroup(pid) }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/hotswap-dev/hotswap/e2e/load"
+	"github.com/hotswap-dev/hotswap/internal/tinyshim"
 )
 
 // image is the tag built for this test run; skipReason is set when podman
@@ -363,6 +365,7 @@ func runSwapStop(t *testing.T, extra []string) {
 	if !strings.Contains(status, "swaps: 3") {
 		t.Errorf("hotswap status after three swaps:\n%s", status)
 	}
+	checkExecShim(t, ctx, name)
 	time.Sleep(500 * time.Millisecond) // some load after the last swap
 	r.Stop()
 	rep := r.Wait()
@@ -383,6 +386,36 @@ func runSwapStop(t *testing.T, extra []string) {
 	if strings.TrimSpace(code) != "0" {
 		t.Errorf("exit code after podman stop = %s, want 0", strings.TrimSpace(code))
 	}
+}
+
+// checkExecShim: the four generations started through the tiny exec shim
+// (internal/tinyshim: a memfd executed by its /proc/self/fd path) here too
+// — FROM scratch, a non-root user, and, restricted, a read-only root
+// without capabilities — under the runtime's default seccomp profile, and
+// never fell back to hotswap's own binary.
+func checkExecShim(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	pid, err := podman(ctx, "inspect", name, "--format", "{{.State.Pid}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.ReadFile("/proc/" + strings.TrimSpace(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^Seccomp:\s+2$`).Match(st) {
+		t.Errorf("hotswap (host pid %s) runs without a seccomp filter; the default profile was expected", strings.TrimSpace(pid))
+	}
+	if !tinyshim.Built() {
+		t.Logf("no tiny exec shim for %s: generations start through hotswap's own binary", runtime.GOARCH)
+		return
+	}
+	logs := podmanLogs(ctx, name)
+	if !strings.Contains(logs, "exec_shim=tiny") || strings.Contains(logs, "tiny exec shim cannot run") {
+		t.Errorf("generations did not start through the tiny exec shim; log:\n%s", logs)
+		return
+	}
+	t.Logf("seccomp filter on (/proc/%s/status); every generation started through the tiny exec shim", strings.TrimSpace(pid))
 }
 
 // startToReady reads hotswap's text log: the time from its first line to

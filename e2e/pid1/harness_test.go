@@ -39,6 +39,8 @@ type opts struct {
 	rw    []string // directories kept writable under a read-only root
 	tmpfs []string // directories that get a fresh tmpfs
 	env   []string // extra environment for hotswap
+	// memfdNoexec sets vm.memfd_noexec=2 in hotswap's PID namespace.
+	memfdNoexec bool
 	// runtimeDir: "" gives each run its own under the test's temp dir, so
 	// parallel runs never share /run/hotswap; "-" passes none (fallback).
 	runtimeDir string
@@ -108,6 +110,9 @@ func startHotswap(t testing.TB, o opts, args ...string) *run {
 		}
 		if o.uid != 0 {
 			nsArgs = append(nsArgs, "uid="+strconv.Itoa(o.uid))
+		}
+		if o.memfdNoexec {
+			nsArgs = append(nsArgs, "memfd-noexec")
 		}
 		nsArgs = append(nsArgs, "--", hotswapBin)
 		cmd = exec.Command(helperBin, append(nsArgs, args...)...)

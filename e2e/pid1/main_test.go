@@ -112,7 +112,7 @@ func runHelper(name string, args []string) int {
 // only, never reaping anything else: orphans that reach this init stay
 // zombies, so a hotswap that failed as a subreaper is caught.
 //
-//	nsexec|nsinit parent-mntns=X [ro] [rw=DIR]... [tmpfs=DIR]... [uid=N] -- HOTSWAP ARGS...
+//	nsexec|nsinit parent-mntns=X [ro] [rw=DIR]... [tmpfs=DIR]... [uid=N] [memfd-noexec] -- HOTSWAP ARGS...
 func nsExec(args []string, asInit bool) int {
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(os.Stderr, "nsexec: "+format+"\n", a...)
@@ -122,6 +122,7 @@ func nsExec(args []string, asInit bool) int {
 	var ro bool
 	var rw, tmpfs []string
 	uid := -1
+	memfdNoexec := false
 	for len(args) > 0 && args[0] != "--" {
 		k, v, _ := strings.Cut(args[0], "=")
 		switch k {
@@ -135,6 +136,8 @@ func nsExec(args []string, asInit bool) int {
 			tmpfs = append(tmpfs, v)
 		case "uid":
 			uid, _ = strconv.Atoi(v)
+		case "memfd-noexec":
+			memfdNoexec = true
 		default:
 			return fail("unknown option %q", args[0])
 		}
@@ -157,6 +160,13 @@ func nsExec(args []string, asInit bool) int {
 	}
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fail("mount /proc: %v", err)
+	}
+	if memfdNoexec {
+		// Per PID namespace (Linux >= 6.3): only this test's hotswap may
+		// not create executable memfds.
+		if err := os.WriteFile("/proc/sys/vm/memfd_noexec", []byte("2"), 0); err != nil {
+			return fail("vm.memfd_noexec=2: %v", err)
+		}
 	}
 	for _, d := range rw {
 		if err := unix.Mount(d, d, "", unix.MS_BIND, ""); err != nil {
@@ -287,7 +297,7 @@ func child(args []string) int {
 			return 98
 		}
 	}
-	logf("start gen=%s version=%s pid=%d ppid=%d uid=%d", os.Getenv("HOTSWAP_GENERATION"), os.Getenv("HOTSWAP_VERSION"), os.Getpid(), os.Getppid(), os.Getuid())
+	logf("start gen=%s version=%s pid=%d ppid=%d uid=%d listen_pid=%s", os.Getenv("HOTSWAP_GENERATION"), os.Getenv("HOTSWAP_VERSION"), os.Getpid(), os.Getppid(), os.Getuid(), os.Getenv("LISTEN_PID"))
 	if exitNow >= 0 {
 		return exitNow
 	}
