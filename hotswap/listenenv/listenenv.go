@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"text/template"
+	"text/template/parse"
 )
 
 // FirstFD is the descriptor of the first listener (SD_LISTEN_FDS_START).
@@ -17,7 +17,7 @@ var ErrSpec = errors.New("listen-env")
 type Var struct {
 	Name string
 	Text string // the template, as given
-	tmpl *template.Template
+	tmpl *parse.Tree
 }
 
 // String is the variable in flag form.
@@ -40,9 +40,7 @@ func Parse(s string) (Var, error) {
 	if reserved(name) {
 		return Var{}, fmt.Errorf("%w %q: hotswap sets %s itself for each generation", ErrSpec, s, name)
 	}
-	t, err := template.New(name).Option("missingkey=error").Funcs(template.FuncMap{
-		"fd": func(string) (int, error) { return 0, nil }, // replaced at Render
-	}).Parse(text)
+	t, err := parseTemplate(name, text)
 	if err != nil {
 		return Var{}, fmt.Errorf("%w %q: %w", ErrSpec, s, err)
 	}
@@ -85,18 +83,14 @@ func Render(vars []Var, ls []Listener) ([]string, error) {
 		if v.tmpl == nil {
 			return nil, fmt.Errorf("%w %s: not parsed (use listenenv.Parse)", ErrSpec, v)
 		}
-		t, err := v.tmpl.Clone()
+		val, err := evalTemplate(v.tmpl, ls, fd)
 		if err != nil {
 			return nil, fmt.Errorf("%w %s: %w", ErrSpec, v, err)
 		}
-		var b strings.Builder
-		if err := t.Funcs(template.FuncMap{"fd": fd}).Execute(&b, ls); err != nil {
-			return nil, fmt.Errorf("%w %s: %w", ErrSpec, v, err)
-		}
-		if strings.ContainsRune(b.String(), 0) {
+		if strings.ContainsRune(val, 0) {
 			return nil, fmt.Errorf("%w %s: the value contains a NUL byte", ErrSpec, v)
 		}
-		out = append(out, v.Name+"="+b.String())
+		out = append(out, v.Name+"="+val)
 	}
 	return out, nil
 }
