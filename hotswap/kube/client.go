@@ -3,15 +3,16 @@ package kube
 import (
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/hotswap-dev/hotswap/hotswap/kube/core"
 )
 
-// Scheme knows core/v1 and nothing else: all hotswap ever reads or writes
-// (pods, events, configmaps) lives there.
+// Scheme knows the core/v1 kinds hotswap reads or writes (pods, events,
+// configmaps), as the small types of package core, and nothing else.
 var Scheme = runtime.NewScheme()
 
 // Codecs serialises the types in Scheme.
@@ -22,7 +23,7 @@ var Codecs = serializer.NewCodecFactory(Scheme)
 var ParameterCodec = runtime.NewParameterCodec(Scheme)
 
 func init() {
-	if err := corev1.AddToScheme(Scheme); err != nil {
+	if err := core.AddToScheme(Scheme); err != nil {
 		panic(fmt.Sprintf("kube: register core/v1: %v", err))
 	}
 }
@@ -55,12 +56,12 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 //	c, _ := kube.NewCoreV1Client(cfg)
 //	lw := cache.NewListWatchFromClient(c, "configmaps", ns,
 //		fields.OneTermEqualSelector("metadata.name", name))
-//	inf := cache.NewSharedIndexInformer(lw, &corev1.ConfigMap{}, 0, cache.Indexers{})
+//	inf := cache.NewSharedIndexInformer(lw, &core.ConfigMap{}, 0, cache.Indexers{})
 //
 // A zero QPS/Burst becomes 20/40 and an empty UserAgent "hotswap".
 func NewCoreV1Client(cfg *rest.Config) (*rest.RESTClient, error) {
 	c := rest.CopyConfig(cfg)
-	c.GroupVersion = &corev1.SchemeGroupVersion
+	c.GroupVersion = &core.SchemeGroupVersion
 	c.APIPath = "/api"
 	c.NegotiatedSerializer = Codecs.WithoutConversion()
 	if c.QPS == 0 {

@@ -17,8 +17,14 @@
 // log line and an error count, never a blocked swap; when the apiserver
 // comes back the pod catches up with the latest state.
 //
+// Events are written by its own small event writer (events.go), not
+// client-go's tools/record, and the objects are package core's subsets of
+// core/v1 (docs/perf-footprint.md says what each costs).
+//
 // It must never: block the caller of Observe, retry or wait on the serving
 // path, import k8s.io/client-go/kubernetes (its scheme registers every API
-// group: measured +10.7 MB stripped, +7 MiB RSS) or any API group but core/v1,
-// or be imported by entrypoint or reuseport.
+// group: measured +10.7 MB stripped, +7 MiB RSS), k8s.io/api/... (even
+// core/v1 alone keeps every core type's protobuf code: +3.2 MB) or
+// client-go's tools/record (strategic merge patch, kube-openapi), or be
+// imported by entrypoint or reuseport.
 package kube

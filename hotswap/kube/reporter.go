@@ -11,13 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/hotswap-dev/hotswap/hotswap"
+	"github.com/hotswap-dev/hotswap/hotswap/kube/core"
 )
 
 // The pod annotations the Reporter keeps up to date.
@@ -38,7 +37,7 @@ const (
 )
 
 // ConditionReady is the pod condition a pod's readinessGates can name.
-const ConditionReady corev1.PodConditionType = "hotswap.dev/ready"
+const ConditionReady = "hotswap.dev/ready"
 
 // LastSwap is the JSON value of the hotswap.dev/last-swap annotation.
 type LastSwap struct {
@@ -60,8 +59,8 @@ type Stats struct {
 	Patches       uint64 // pod and pods/status patches that succeeded
 	PatchErrors   uint64 // pod and pods/status patches that failed
 	EventsSent    uint64 // event create/patch/update requests that succeeded
-	EventErrors   uint64 // event requests that failed (the recorder retries)
-	EventsDropped uint64 // events dropped because the queue was full
+	EventErrors   uint64 // event requests that failed (the writer retries unreachable ones)
+	EventsDropped uint64 // events dropped because the queue was full or by the spam filter
 	LookupErrors  uint64 // failed reads of the pod's UID
 }
 
@@ -88,13 +87,13 @@ type Reporter struct {
 	client  rest.Interface
 	queue   workqueue.TypedRateLimitingInterface[key]
 	events  chan hotswap.Event
-	sink    *eventSink
+	sink    *eventWriter
 
 	mu      sync.Mutex
 	want    map[key][]byte // body of the next patch per key
 	applied map[key][]byte // body of the last successful patch per key
 	failing map[key]string // last error per key, to log changes only
-	cond    corev1.ConditionStatus
+	cond    string         // status of the hotswap.dev/ready condition
 	since   time.Time      // lastTransitionTime of cond
 	last    hotswap.Status // the status of the last event, for bake reports
 	bake    string         // the hotswap.dev/bake value, once a bake ran
@@ -145,7 +144,7 @@ func New(cfg Config, log *slog.Logger) (*Reporter, error) {
 		workqueue.NewTypedItemExponentialFailureRateLimiter[key](cfg.RetryBase, cfg.RetryMax),
 		workqueue.TypedRateLimitingQueueConfig[key]{})
 	r.events = make(chan hotswap.Event, eventQueueLen)
-	r.sink = &eventSink{client: client, timeout: cfg.RequestTimeout, sent: &r.eventsSent, errs: &r.eventErrs}
+	r.sink = newEventWriter(client, cfg, &r.eventsSent, &r.eventErrs, &r.dropped)
 	r.want = map[key][]byte{}
 	r.applied = map[key][]byte{}
 	r.failing = map[key]string{}
@@ -229,7 +228,7 @@ func (r *Reporter) bodies(e hotswap.Event) (ann, cond []byte) {
 	r.mu.Unlock()
 	ann = mustJSON(map[string]any{"metadata": map[string]any{"annotations": a}})
 
-	status, reason, msg := corev1.ConditionFalse, string(st.Phase), ""
+	status, reason, msg := core.ConditionFalse, string(st.Phase), ""
 	switch {
 	case st.Generation == 0:
 		reason, msg = "NotServing", "no generation serves"
@@ -237,9 +236,9 @@ func (r *Reporter) bodies(e hotswap.Event) (ann, cond []byte) {
 			reason = string(st.Phase)
 		}
 	case st.Phase == hotswap.PhaseServing:
-		status, msg = corev1.ConditionTrue, fmt.Sprintf("generation %d (%s) serves", st.Generation, st.Version)
+		status, msg = core.ConditionTrue, fmt.Sprintf("generation %d (%s) serves", st.Generation, st.Version)
 	case st.Phase == hotswap.PhaseSwapping && !r.cfg.UnreadyDuringSwap:
-		status, msg = corev1.ConditionTrue, fmt.Sprintf("generation %d (%s) serves; a swap runs", st.Generation, st.Version)
+		status, msg = core.ConditionTrue, fmt.Sprintf("generation %d (%s) serves; a swap runs", st.Generation, st.Version)
 	default:
 		msg = fmt.Sprintf("generation %d (%s): %s", st.Generation, st.Version, st.Phase)
 	}
@@ -282,12 +281,8 @@ func (r *Reporter) Run(ctx context.Context) error {
 	if !r.enabled {
 		return nil
 	}
-	b := record.NewBroadcaster(record.WithContext(ctx))
-	b.StartRecordingToSink(r.sink)
-	rec := b.NewRecorder(Scheme, corev1.EventSource{Component: r.cfg.Component})
-
 	var wg sync.WaitGroup
-	wg.Go(func() { r.recordEvents(ctx, rec) })
+	wg.Go(func() { r.recordEvents(ctx) })
 	wg.Go(func() {
 		for r.processNext(ctx) {
 		}
@@ -295,7 +290,6 @@ func (r *Reporter) Run(ctx context.Context) error {
 	<-ctx.Done()
 	r.queue.ShutDown()
 	wg.Wait()
-	b.Shutdown()
 
 	final, cancel := context.WithTimeout(context.Background(), r.cfg.RequestTimeout)
 	defer cancel()
@@ -361,11 +355,11 @@ func (r *Reporter) sync(ctx context.Context, k key) error {
 	return nil
 }
 
-// recordEvents hands queued events to the recorder, which sends them with
-// its own retries, spam filter and aggregation. Events name the pod by UID
-// so kubectl describe finds them; the UID is read once (pods get).
-func (r *Reporter) recordEvents(ctx context.Context, rec record.EventRecorder) {
-	ref := corev1.ObjectReference{
+// recordEvents hands queued events to the event writer, which sends them
+// with its own retries, spam filter and repeat counting. Events name the pod
+// by UID so kubectl describe finds them; the UID is read once (pods get).
+func (r *Reporter) recordEvents(ctx context.Context) {
+	ref := core.ObjectReference{
 		Kind: "Pod", APIVersion: "v1", Namespace: r.cfg.PodNamespace, Name: r.cfg.PodName, UID: types.UID(r.cfg.PodUID),
 	}
 	var next time.Time
@@ -391,12 +385,15 @@ func (r *Reporter) recordEvents(ctx context.Context, rec record.EventRecorder) {
 			return
 		case e := <-r.events:
 			lookup()
-			typ := corev1.EventTypeNormal
+			typ := core.EventTypeNormal
 			if e.Warning {
-				typ = corev1.EventTypeWarning
+				typ = core.EventTypeWarning
 			}
-			obj := ref
-			rec.Event(&obj, typ, string(e.Type), e.Message)
+			at := e.Time
+			if at.IsZero() {
+				at = time.Now()
+			}
+			r.sink.write(ctx, ref, typ, string(e.Type), e.Message, at)
 		}
 	}
 }
@@ -404,7 +401,7 @@ func (r *Reporter) recordEvents(ctx context.Context, rec record.EventRecorder) {
 func (r *Reporter) podUID(ctx context.Context) (types.UID, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
 	defer cancel()
-	pod := &corev1.Pod{}
+	pod := &core.Pod{}
 	if err := r.client.Get().Namespace(r.cfg.PodNamespace).Resource("pods").Name(r.cfg.PodName).Do(ctx).Into(pod); err != nil {
 		return "", fmt.Errorf("kube: get pod %s/%s: %w", r.cfg.PodNamespace, r.cfg.PodName, err)
 	}

@@ -6,11 +6,10 @@ import (
 	"strconv"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/hotswap-dev/hotswap/hotswap"
 	"github.com/hotswap-dev/hotswap/hotswap/fleet"
 	"github.com/hotswap-dev/hotswap/hotswap/kube"
+	"github.com/hotswap-dev/hotswap/hotswap/kube/core"
 )
 
 // Pod is what a pod reports about itself through hotswap's annotations and
@@ -37,12 +36,12 @@ type Pod struct {
 }
 
 // ReadPod extracts what the driver looks at from a pod.
-func ReadPod(p *corev1.Pod) Pod {
+func ReadPod(p *core.Pod) Pod {
 	a := p.Annotations
 	r := Pod{
 		Name: p.Name, UID: string(p.UID), Created: p.CreationTimestamp.Time, Node: p.Spec.NodeName,
 		Version: a[kube.AnnotationVersion], Phase: a[kube.AnnotationPhase],
-		Terminating: p.DeletionTimestamp != nil, Running: p.Status.Phase == corev1.PodRunning,
+		Terminating: p.DeletionTimestamp != nil, Running: p.Status.Phase == core.PodRunning,
 	}
 	r.Generation, _ = strconv.Atoi(a[kube.AnnotationGeneration])
 	r.LastSwap = parseJSON[kube.LastSwap](a[kube.AnnotationLastSwap])
@@ -51,9 +50,9 @@ func ReadPod(p *corev1.Pod) Pod {
 	for _, c := range p.Status.Conditions {
 		switch c.Type {
 		case kube.ConditionReady:
-			r.HotswapReady = c.Status == corev1.ConditionTrue
-		case corev1.PodReady:
-			r.Ready = c.Status == corev1.ConditionTrue
+			r.HotswapReady = c.Status == core.ConditionTrue
+		case core.PodReady:
+			r.Ready = c.Status == core.ConditionTrue
 		}
 	}
 	for _, cs := range p.Status.ContainerStatuses {

@@ -16,7 +16,8 @@
 // where the object says and two drivers never both act.
 //
 // It must never: write to pods (pods move by reading the ConfigMap
-// themselves), import k8s.io/client-go/kubernetes or an API group's types
-// beyond core/v1 (the Deployment's selector is read as plain JSON), or run
+// themselves), import k8s.io/client-go/kubernetes or k8s.io/api (pods and
+// ConfigMaps are package kube/core's types; the Deployment's selector is
+// read as plain JSON), or run
 // a command named by the ConfigMap.
 package rollout

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/hotswap-dev/hotswap/hotswap/fleet"
+	"github.com/hotswap-dev/hotswap/hotswap/kube/core"
 )
 
 // Drive takes the rollout recorded in the ConfigMap forward until it ends
@@ -99,7 +99,7 @@ func (d *Driver) reconcile(ctx context.Context) (*fleet.Rollout, bool, error) {
 
 // settle waits after a rollback until no pod serves the canary any more
 // (bounded by the swap timeout) and says so once.
-func (d *Driver) settle(ctx context.Context, cm *corev1.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, bool, error) {
+func (d *Driver) settle(ctx context.Context, cm *core.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, bool, error) {
 	if r.Settled {
 		return r, true, nil
 	}
@@ -134,7 +134,7 @@ func (d *Driver) settle(ctx context.Context, cm *corev1.ConfigMap, r *fleet.Roll
 // progress is one reconcile of a Progressing rollout: check the canary
 // pods, halt on a bad sign, else bake, advance or add pods — at most one
 // write, conditioned on what was read.
-func (d *Driver) progress(ctx context.Context, cm *corev1.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, bool, error) {
+func (d *Driver) progress(ctx context.Context, cm *core.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, bool, error) {
 	pods, err := d.pods(ctx, r.Target.Selector)
 	if err != nil {
 		return r, false, err
@@ -264,7 +264,7 @@ func (d *Driver) stepName(r *fleet.Rollout) string {
 
 // halt rolls every canary pod back: one write empties canary-pods, and each
 // pod swaps back to the stable release in place.
-func (d *Driver) halt(ctx context.Context, cm *corev1.ConfigMap, r *fleet.Rollout, why string) (*fleet.Rollout, bool, error) {
+func (d *Driver) halt(ctx context.Context, cm *core.ConfigMap, r *fleet.Rollout, why string) (*fleet.Rollout, bool, error) {
 	nr := *r
 	nr.Phase = fleet.RolledBack
 	nr.Reason = fmt.Sprintf("halted at step %s: %s; every pod goes back to %s", d.stepName(r), why, r.StableVersion)
@@ -280,7 +280,7 @@ func (d *Driver) halt(ctx context.Context, cm *corev1.ConfigMap, r *fleet.Rollou
 }
 
 // promote makes the canary the stable release in cm and returns the record.
-func (d *Driver) promote(cm *corev1.ConfigMap, r *fleet.Rollout, why string) (*fleet.Rollout, *event) {
+func (d *Driver) promote(cm *core.ConfigMap, r *fleet.Rollout, why string) (*fleet.Rollout, *event) {
 	nr := *r
 	cm.Data[d.opts.Key] = cm.Data[d.canaryKey()]
 	delete(cm.Data, d.canaryKey())
@@ -295,7 +295,7 @@ func (d *Driver) promote(cm *corev1.ConfigMap, r *fleet.Rollout, why string) (*f
 // Pause stops a Progressing rollout where it is: canary pods stay on the
 // canary, no step advances, until Resume.
 func (d *Driver) Pause(ctx context.Context, why string) (*fleet.Rollout, error) {
-	return d.steer(ctx, func(cm *corev1.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error) {
+	return d.steer(ctx, func(cm *core.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error) {
 		if r.Phase != fleet.Progressing {
 			return nil, nil, fmt.Errorf("%w: pause a Progressing rollout; this one is %s", ErrPhase, r.Phase)
 		}
@@ -307,7 +307,7 @@ func (d *Driver) Pause(ctx context.Context, why string) (*fleet.Rollout, error) 
 
 // Resume continues a Paused rollout; the current step's bake starts over.
 func (d *Driver) Resume(ctx context.Context) (*fleet.Rollout, error) {
-	return d.steer(ctx, func(cm *corev1.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error) {
+	return d.steer(ctx, func(cm *core.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error) {
 		if r.Phase != fleet.Paused {
 			return nil, nil, fmt.Errorf("%w: resume a Paused rollout; this one is %s", ErrPhase, r.Phase)
 		}
@@ -319,7 +319,7 @@ func (d *Driver) Resume(ctx context.Context) (*fleet.Rollout, error) {
 
 // Abort stops a live rollout and sends every canary pod back to stable.
 func (d *Driver) Abort(ctx context.Context, why string) (*fleet.Rollout, error) {
-	return d.steer(ctx, func(cm *corev1.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error) {
+	return d.steer(ctx, func(cm *core.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error) {
 		if !r.Phase.Live() {
 			return nil, nil, fmt.Errorf("%w: nothing to abort, the rollout is %s", ErrPhase, r.Phase)
 		}
@@ -335,7 +335,7 @@ func (d *Driver) Abort(ctx context.Context, why string) (*fleet.Rollout, error) 
 // rollout is at: pods on the canary see the same release and do nothing,
 // the others swap to it.
 func (d *Driver) Promote(ctx context.Context, why string) (*fleet.Rollout, error) {
-	return d.steer(ctx, func(cm *corev1.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error) {
+	return d.steer(ctx, func(cm *core.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error) {
 		if !r.Phase.Live() {
 			return nil, nil, fmt.Errorf("%w: only a live rollout can be promoted; this one is %s", ErrPhase, r.Phase)
 		}
@@ -347,8 +347,8 @@ func (d *Driver) Promote(ctx context.Context, why string) (*fleet.Rollout, error
 	})
 }
 
-func (d *Driver) steer(ctx context.Context, f func(cm *corev1.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error)) (*fleet.Rollout, error) {
-	return d.modify(ctx, func(cm *corev1.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error) {
+func (d *Driver) steer(ctx context.Context, f func(cm *core.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error)) (*fleet.Rollout, error) {
+	return d.modify(ctx, func(cm *core.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error) {
 		if r == nil {
 			return nil, nil, ErrNoRollout
 		}

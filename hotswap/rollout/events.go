@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/hotswap-dev/hotswap/hotswap/kube/core"
 )
 
 // event is one rollout event, recorded on the ConfigMap so `kubectl
@@ -19,19 +20,19 @@ type event struct {
 
 // record creates the event. A failure costs a log line and a count: the
 // rollout's state is in the ConfigMap, not in its events.
-func (d *Driver) record(ctx context.Context, cm *corev1.ConfigMap, e event) {
+func (d *Driver) record(ctx context.Context, cm *core.ConfigMap, e event) {
 	now := metav1.NewTime(time.Now())
-	typ := corev1.EventTypeNormal
+	typ := core.EventTypeNormal
 	if e.warning {
-		typ = corev1.EventTypeWarning
+		typ = core.EventTypeWarning
 	}
-	ev := &corev1.Event{
+	ev := &core.Event{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", cm.Name, now.UnixNano()), Namespace: cm.Namespace},
-		InvolvedObject: corev1.ObjectReference{
+		InvolvedObject: core.ObjectReference{
 			Kind: "ConfigMap", APIVersion: "v1", Namespace: cm.Namespace, Name: cm.Name, UID: cm.UID, ResourceVersion: cm.ResourceVersion,
 		},
 		Reason: e.reason, Message: e.msg, Type: typ,
-		Source:         corev1.EventSource{Component: "hotswap-rollout"},
+		Source:         core.EventSource{Component: "hotswap-rollout"},
 		FirstTimestamp: now, LastTimestamp: now, Count: 1,
 		ReportingController: "hotswap.dev/rollout", ReportingInstance: d.opts.Name,
 	}

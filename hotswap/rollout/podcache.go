@@ -6,13 +6,13 @@ import (
 	"strings"
 	"sync"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/hotswap-dev/hotswap/hotswap/kube"
+	"github.com/hotswap-dev/hotswap/hotswap/kube/core"
 )
 
 // podCache is an informer on the target's pods, so a driver looking every
@@ -38,7 +38,7 @@ func (d *Driver) cachedPods(ctx context.Context, selector string) ([]Pod, bool) 
 		lw := &cache.ListWatch{
 			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				o.LabelSelector = selector
-				list := &corev1.PodList{}
+				list := &core.PodList{}
 				d.metrics.PodLists.Add(1)
 				err := d.c.Get().Namespace(d.opts.Namespace).Resource("pods").VersionedParams(&o, kube.ParameterCodec).Do(ctx).Into(list)
 				return list, err
@@ -49,7 +49,7 @@ func (d *Driver) cachedPods(ctx context.Context, selector string) ([]Pod, bool) 
 				return d.c.Get().Namespace(d.opts.Namespace).Resource("pods").VersionedParams(&o, kube.ParameterCodec).Watch(ctx)
 			},
 		}
-		inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
+		inf := cache.NewSharedIndexInformer(lw, &core.Pod{}, 0, cache.Indexers{})
 		ictx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		go inf.RunWithContext(ictx)
 		c.selector, c.inf, c.cancel = selector, inf, cancel
@@ -60,7 +60,7 @@ func (d *Driver) cachedPods(ctx context.Context, selector string) ([]Pod, bool) 
 	objs := c.inf.GetStore().List()
 	out := make([]Pod, 0, len(objs))
 	for _, o := range objs {
-		if p, ok := o.(*corev1.Pod); ok {
+		if p, ok := o.(*core.Pod); ok {
 			out = append(out, ReadPod(p))
 		}
 	}

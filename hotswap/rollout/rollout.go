@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/hotswap-dev/hotswap/hotswap/fleet"
 	"github.com/hotswap-dev/hotswap/hotswap/kube"
+	"github.com/hotswap-dev/hotswap/hotswap/kube/core"
 	"github.com/hotswap-dev/hotswap/hotswap/source"
 )
 
@@ -108,8 +108,8 @@ func (d *Driver) canaryKey() string { return fleet.CanaryKey(d.opts.Key) }
 
 // get reads the ConfigMap (a quorum read: its resourceVersion is the one
 // the next write is conditioned on) and its rollout record.
-func (d *Driver) get(ctx context.Context) (*corev1.ConfigMap, *fleet.Rollout, error) {
-	cm := &corev1.ConfigMap{}
+func (d *Driver) get(ctx context.Context) (*core.ConfigMap, *fleet.Rollout, error) {
+	cm := &core.ConfigMap{}
 	d.metrics.Reads.Add(1)
 	if err := d.c.Get().Namespace(d.opts.Namespace).Resource("configmaps").Name(d.opts.ConfigMap).Do(ctx).Into(cm); err != nil {
 		d.metrics.APIErrors.Add(1)
@@ -124,7 +124,7 @@ func (d *Driver) get(ctx context.Context) (*corev1.ConfigMap, *fleet.Rollout, er
 
 // put writes cm and r back, conditioned on cm's resourceVersion: a Conflict
 // means another writer came first, and the caller decides again.
-func (d *Driver) put(ctx context.Context, cm *corev1.ConfigMap, r *fleet.Rollout) error {
+func (d *Driver) put(ctx context.Context, cm *core.ConfigMap, r *fleet.Rollout) error {
 	r.Updated = time.Now().UTC()
 	r.Driver = d.opts.Name
 	if cm.Data == nil {
@@ -147,7 +147,7 @@ func (d *Driver) put(ctx context.Context, cm *corev1.ConfigMap, r *fleet.Rollout
 // modify applies f to a fresh read and writes the result, again on every
 // Conflict: f decides from what the object says now. f returning errNoWrite
 // ends without writing.
-func (d *Driver) modify(ctx context.Context, f func(cm *corev1.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error)) (*fleet.Rollout, error) {
+func (d *Driver) modify(ctx context.Context, f func(cm *core.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error)) (*fleet.Rollout, error) {
 	for {
 		cm, r, err := d.get(ctx)
 		if err != nil {
@@ -233,7 +233,7 @@ func (d *Driver) Start(ctx context.Context, spec Spec) (*fleet.Rollout, error) {
 		return nil, errors.New("rollout: name the pods: a Deployment or a label selector")
 	}
 	manifest := string(spec.Manifest)
-	return d.modify(ctx, func(cm *corev1.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error) {
+	return d.modify(ctx, func(cm *core.ConfigMap, r *fleet.Rollout) (*fleet.Rollout, *event, error) {
 		if r != nil && r.Phase.Live() {
 			if cm.Data[d.canaryKey()] == manifest && r.Target == target {
 				return nil, nil, errNoWrite // the same rollout: continue it
@@ -307,7 +307,7 @@ func (d *Driver) pods(ctx context.Context, selector string) ([]Pod, error) {
 			return pods, nil
 		}
 	}
-	list := &corev1.PodList{}
+	list := &core.PodList{}
 	d.metrics.PodLists.Add(1)
 	err := d.c.Get().Namespace(d.opts.Namespace).Resource("pods").
 		VersionedParams(&metav1.ListOptions{LabelSelector: selector, ResourceVersion: "0"}, kube.ParameterCodec).

@@ -21,6 +21,7 @@ import (
 	"github.com/hotswap-dev/hotswap/hotswap"
 	"github.com/hotswap-dev/hotswap/hotswap/bake"
 	"github.com/hotswap-dev/hotswap/hotswap/kube"
+	"github.com/hotswap-dev/hotswap/hotswap/kube/core"
 	"github.com/hotswap-dev/hotswap/hotswap/source/configmap"
 )
 
@@ -273,7 +274,7 @@ func (f *fleetSim) waitAll(t testing.TB, v string, within time.Duration) {
 		}
 		last = ""
 		for i := range list.Items {
-			p := ReadPod(&list.Items[i])
+			p := ReadPod(corePod(t, &list.Items[i]))
 			if !p.Terminating && (p.Version != v || !p.HotswapReady) {
 				last += fmt.Sprintf(" %s=%s/%v", p.Name, p.Version, p.HotswapReady)
 			}
@@ -342,4 +343,19 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// corePod converts a clientset pod into the subset the driver reads, as the
+// apiserver's JSON would decode into it.
+func corePod(t testing.TB, p *corev1.Pod) *core.Pod {
+	t.Helper()
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &core.Pod{}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

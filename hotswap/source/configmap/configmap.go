@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -27,6 +26,7 @@ import (
 	"github.com/hotswap-dev/hotswap/hotswap"
 	"github.com/hotswap-dev/hotswap/hotswap/fleet"
 	"github.com/hotswap-dev/hotswap/hotswap/kube"
+	"github.com/hotswap-dev/hotswap/hotswap/kube/core"
 	"github.com/hotswap-dev/hotswap/hotswap/source"
 )
 
@@ -174,7 +174,7 @@ func (s *Source) Name() string { return s.name }
 // ConfigMap cannot be read it says why, keeps retrying with backoff, and
 // the serving generation keeps serving.
 func (s *Source) Run(ctx context.Context, o source.Offerer) {
-	inf := cache.NewSharedIndexInformer(s.lw, &corev1.ConfigMap{}, 0, cache.Indexers{})
+	inf := cache.NewSharedIndexInformer(s.lw, &core.ConfigMap{}, 0, cache.Indexers{})
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { s.watchError(err) })
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.changed(obj, o) },
@@ -224,7 +224,7 @@ func (s *Source) watchError(err error) {
 }
 
 func (s *Source) changed(obj any, o source.Offerer) {
-	cm, ok := obj.(*corev1.ConfigMap)
+	cm, ok := obj.(*core.ConfigMap)
 	if !ok {
 		return
 	}

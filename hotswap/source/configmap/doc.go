@@ -11,7 +11,7 @@
 //
 // It needs get, list and watch on configmaps in its namespace, nothing more
 // (RequiredRules). It must never import k8s.io/client-go/kubernetes (the
-// typed clientset links every API group): it uses hotswap/kube's core/v1
-// REST client. It lives apart from package source so a binary without the
+// typed clientset links every API group) or k8s.io/api: it uses
+// hotswap/kube's core/v1 REST client and package kube/core's ConfigMap. It lives apart from package source so a binary without the
 // Kubernetes features links no client-go.
 package configmap
