@@ -37,7 +37,20 @@ go vet ./...
 
 log "build: static, no cgo"
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /tmp/hotswap-test-build ./cmd/hotswap
+# Footprint budget (issue 16, docs/perf-footprint.md): the shipped binary,
+# client-go reporting linked, stays within 18 MB. The size is deterministic
+# for a toolchain; crossing it usually means something made the linker keep
+# every method (text/template's executor, reflect MethodByName) or linked
+# k8s.io/api, whose scheme keeps all ~240 core types.
+size=$(stat -c %s /tmp/hotswap-test-build)
 rm -f /tmp/hotswap-test-build
+if [ "$size" -gt 18000000 ]; then
+  echo "stripped hotswap is $size bytes, over the 18,000,000-byte budget (docs/perf-footprint.md says what to look for)"; exit 1
+fi
+heavy=$(go list -deps ./cmd/hotswap | grep -E '^(k8s.io/api/|k8s.io/client-go/kubernetes|k8s.io/client-go/tools/record|k8s.io/apimachinery/pkg/util/strategicpatch|github.com/google/gnostic-models)' || true)
+if [ -n "$heavy" ]; then
+  echo "hotswap links packages it must not (docs/perf-footprint.md):"; echo "$heavy" | head; exit 1
+fi
 # A build without the Kubernetes features must not link client-go (docs/design.md).
 CGO_ENABLED=0 go build -tags nokube -o /dev/null ./cmd/hotswap
 if go list -deps -tags nokube ./cmd/hotswap | grep -q '^k8s.io/'; then
