@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -139,4 +140,104 @@ func BenchmarkTinyMainFootprint(b *testing.B) {
 func median(v []float64) float64 {
 	slices.Sort(v)
 	return v[len(v)/2]
+}
+
+// BenchmarkHotswapFootprint builds the shipped binary (static, stripped, as
+// the Dockerfile does) and runs it as hotswap runs in a pod: reporting on
+// against the test apiserver as the pod's service account, supervising the
+// example server on a passed listener. Once the pod shows the first
+// generation it lets the process settle and reports hotswap's own memory
+// (not the server's): VmRSS, its anonymous and file-backed parts, and Pss.
+//
+//	go test -run '^$' -bench BenchmarkHotswapFootprint -benchtime 3x ./hotswap/kube
+func BenchmarkHotswapFootprint(b *testing.B) {
+	e := newEnv(b, kube.RequiredRules())
+	kc, err := cluster.WriteKubeconfig("footprint", e.sa)
+	if err != nil {
+		b.Fatal(err)
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		b.Fatal(err)
+	}
+	bin := filepath.Join(b.TempDir(), "hotswap")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/hotswap")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	st, err := os.Stat(bin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rss, anon, file, pss []float64
+	i := 0
+	for b.Loop() {
+		i++
+		version := fmt.Sprintf("footprint-%d", i)
+		run := b.TempDir()
+		cmd := exec.Command(bin, "--log-level", "warn", "--kube", "on", "--kubeconfig", kc, "--runtime-dir", run,
+			"--release-version", version, "--listen", "http=tcp://127.0.0.1:0", "--", bin, "serve", "--log-level", "warn")
+		cmd.Env = append(os.Environ(), kube.EnvPodName+"="+e.pod, kube.EnvPodNamespace+"="+e.ns, kube.EnvPodUID+"="+string(e.uid))
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		err := waitFor(20*time.Second, func() error {
+			p := e.getPod(b)
+			if v := p.Annotations[kube.AnnotationVersion]; v != version || p.Annotations[kube.AnnotationPhase] != string(hotswap.PhaseServing) {
+				return fmt.Errorf("pod shows version %q, phase %q; want %s serving", v, p.Annotations[kube.AnnotationPhase], version)
+			}
+			return nil
+		})
+		if err == nil {
+			time.Sleep(3 * time.Second) // settle: start-up garbage collected, watches and timers parked
+			var m map[string]int
+			if m, err = procMemKB(cmd.Process.Pid); err == nil {
+				rss, anon, file, pss = append(rss, float64(m["VmRSS"])/1024), append(anon, float64(m["RssAnon"])/1024),
+					append(file, float64(m["RssFile"])/1024), append(pss, float64(m["Pss"])/1024)
+			}
+		}
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		if err != nil {
+			b.Fatalf("%v\nhotswap output:\n%s", err, out.String())
+		}
+	}
+	b.ReportMetric(float64(st.Size())/1e6, "MB-binary")
+	b.ReportMetric(median(rss), "MiB-RSS")
+	b.ReportMetric(median(anon), "MiB-RssAnon")
+	b.ReportMetric(median(file), "MiB-RssFile")
+	b.ReportMetric(median(pss), "MiB-Pss")
+}
+
+// procMemKB reads pid's VmRSS, RssAnon, RssFile (status) and Pss
+// (smaps_rollup), in kB.
+func procMemKB(pid int) (map[string]int, error) {
+	m := map[string]int{}
+	for _, f := range []string{"status", "smaps_rollup"} {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, f))
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			if fs := strings.Fields(v); len(fs) == 2 && fs[1] == "kB" {
+				if n, err := strconv.Atoi(fs[0]); err == nil {
+					m[k] = n
+				}
+			}
+		}
+	}
+	for _, k := range []string{"VmRSS", "RssAnon", "RssFile", "Pss"} {
+		if _, ok := m[k]; !ok {
+			return nil, fmt.Errorf("no %s in /proc/%d", k, pid)
+		}
+	}
+	return m, nil
 }
