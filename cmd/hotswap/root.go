@@ -14,6 +14,7 @@ import (
 
 	"github.com/hotswap-dev/hotswap/entrypoint"
 	"github.com/hotswap-dev/hotswap/hotswap"
+	"github.com/hotswap-dev/hotswap/internal/startuppages"
 )
 
 const rootLong = `hotswap runs a server as PID 1 of a container: it reaps zombies, forwards
@@ -159,6 +160,7 @@ func (c *runCommand) run(ctx context.Context, cfg hotswap.Config, d *deps) error
 			starters = append(starters, start)
 		}
 	}
+	cfg.Observers = append(cfg.Observers, releasePages(ctx, log))
 	var eng *hotswap.Engine
 	if up != nil {
 		eng, err = hotswap.NewResumed(cfg, reaper, up, adopted)
@@ -181,6 +183,32 @@ func (c *runCommand) run(ctx context.Context, cfg hotswap.Config, d *deps) error
 		return &exitError{code: code, err: fmt.Errorf("")}
 	}
 	return nil
+}
+
+// pagesQuiet is how long after start, and after each swap, hotswap gives
+// back the pages of its binary that only that burst of work touched: long
+// enough for the generation to be up and the apiserver connection made.
+const pagesQuiet = 10 * time.Second
+
+// releasePages unmaps the read-only pages of hotswap's own binary once
+// start-up, and later each swap, has been over for pagesQuiet: without it
+// most of an idle hotswap's RSS is code and data that only package init and
+// set-up ran (internal/startuppages, docs/perf-footprint.md). It returns
+// the observer that postpones the release after a swap.
+func releasePages(ctx context.Context, log *slog.Logger) hotswap.Observer {
+	s := startuppages.NewScheduler(pagesQuiet, func(kB int, err error) {
+		if err != nil {
+			log.Debug("could not give back the binary's pages", "err", err)
+			return
+		}
+		log.Debug("gave back the binary's pages touched by start-up or a swap", "kB", kB)
+	})
+	context.AfterFunc(ctx, s.Stop)
+	return hotswap.ObserverFunc(func(e hotswap.Event) {
+		if e.Type == hotswap.SwapSucceeded || e.Type == hotswap.SwapFailed {
+			s.Poke()
+		}
+	})
 }
 
 // newLogger builds the slog logger for --log-format and --log-level. A bad
