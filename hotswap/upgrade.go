@@ -360,11 +360,13 @@ func (e *Engine) selfTest(ctx context.Context, bin *os.File, state []byte) (stri
 		return "", err
 	}
 	defer stateFile.Close()
-	out, err := os.CreateTemp("", "hotswap-selftest-")
+	// Its answer goes to a memfd too: a pod's root filesystem is often
+	// read-only, and /tmp with it (a temporary file failed every upgrade
+	// in the cluster e2e).
+	out, err := memfdWith("hotswap-upgrade-selftest-out", nil)
 	if err != nil {
 		return "", err
 	}
-	defer os.Remove(out.Name())
 	defer out.Close()
 	env := append(append([]string(nil), e.baseEnv...), selfTestEnv+"=3")
 	exited := make(chan struct{})
@@ -384,7 +386,10 @@ func (e *Engine) selfTest(ctx context.Context, bin *os.File, state []byte) (stri
 		<-exited
 		return "", fmt.Errorf("no answer within %s", selfTestTimeout)
 	}
-	b, _ := os.ReadFile(out.Name())
+	var b []byte
+	if _, err := out.Seek(0, io.SeekStart); err == nil {
+		b, _ = io.ReadAll(io.LimitReader(out, 64<<10))
+	}
 	text := strings.TrimSpace(string(b))
 	if st := p.Status(); st.Code() != 0 {
 		return "", fmt.Errorf("%s: %s", st, oneLine([]byte(text)))
