@@ -66,8 +66,15 @@ type Engine struct {
 	backoff        time.Duration
 	restartAt      Timer
 	bins           map[*Binary]bool // open release binaries to close (pin.go)
-	shim           *tinyshim.Shim   // nil: the self re-exec shim (execshim.go)
-	shimWhy        string           // why there is no tiny shim
+	// offered is the last release each source offered, by Release.Source.
+	// It crosses an in-place upgrade, where the sources start again and
+	// re-read what they offered before (see ignoreOffer).
+	offered map[string]Release
+	// unchangedOffers: after an upgrade, each source's first offer is
+	// ignored if it is the one it made before the exec.
+	unchangedOffers map[string]Release
+	shim            *tinyshim.Shim // nil: the self re-exec shim (execshim.go)
+	shimWhy         string         // why there is no tiny shim
 
 	// resumed is the state an in-place upgrade handed over (upgrade.go);
 	// Run restores from it instead of starting the command.

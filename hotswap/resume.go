@@ -3,6 +3,7 @@ package hotswap
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"strconv"
@@ -124,6 +125,8 @@ func (e *Engine) resume() {
 	h := e.resumed
 	e.lastGen, e.current, e.previous, e.lastFailed = h.LastGen, h.Current, h.Previous, h.LastFailed
 	e.swapID, e.exitCode = h.SwapID, h.ExitCode
+	e.offered = h.Offered
+	e.unchangedOffers = maps.Clone(h.Offered)
 	e.restarts.Store(h.Restarts)
 	e.mu.Lock()
 	e.status.Upgrades, e.status.LastSwap, e.status.LastRejected = h.Upgrades+1, h.LastSwap, h.LastRejectd

@@ -54,7 +54,14 @@ func (e *Engine) request(r swapReq) {
 		return
 	}
 	if !r.force && r.release != nil {
-		if why := e.ignoreOffer(*r.release); why != "" {
+		why := e.ignoreOffer(*r.release)
+		if src := r.release.Source; src != "" {
+			if e.offered == nil {
+				e.offered = map[string]Release{}
+			}
+			e.offered[src] = *r.release
+		}
+		if why != "" {
 			e.log.Info("ignoring offered release: "+why, "release", r.release.String(), "source", r.release.Source)
 			return
 		}
@@ -79,8 +86,21 @@ func (e *Engine) request(r swapReq) {
 // one that last failed and nothing changed since. A source that offers
 // another release and then this one again has changed its mind twice: the
 // release is tried again. So is the same file fixed in place (chmod,
-// rewritten): its mode or ctime differs from when it failed.
+// rewritten): its mode or ctime differs from when it failed. After an
+// in-place upgrade, a source's first offer is ignored if it is the one it
+// made before (unchangedOffers).
 func (e *Engine) ignoreOffer(r Release) string {
+	if before, ok := e.unchangedOffers[r.Source]; ok && r.Source != "" {
+		// The source's first offer since an in-place upgrade: the new
+		// hotswap's sources read again what the old one's had offered. A
+		// release it offered before and that was since replaced (by
+		// another source's newer release, or a rollback) must not come
+		// back by that re-read.
+		delete(e.unchangedOffers, r.Source)
+		if before.Same(r) {
+			return "the source offered it before the upgrade of hotswap, and it has not changed since"
+		}
+	}
 	if e.lastFailed != nil && !e.lastFailed.Same(r) {
 		e.lastFailed, e.lastFailedFile = nil, fileStamp{} // the source moved on
 	}

@@ -80,6 +80,8 @@ type handover struct {
 	Signals     []int         `json:"signals,omitempty"`
 	Orphans     uint64        `json:"orphans,omitempty"`
 	Counts      SwapCounts    `json:"counts"`
+	// Offered is the last release each source offered (Engine.offered).
+	Offered map[string]Release `json:"offered,omitempty"`
 	// SHA256 is the content of the binary exec'ed, so the new hotswap
 	// knows what it is without hashing itself.
 	SHA256 string         `json:"sha256,omitempty"`
@@ -430,6 +432,7 @@ func (e *Engine) handover(fds map[any]int) *handover {
 		Format: UpgradeFormat, From: e.cfg.HotswapVersion, LastGen: e.lastGen,
 		Current: e.current, Previous: e.previous, LastFailed: e.lastFailed,
 		SwapID: e.swapID, ExitCode: e.exitCode, Restarts: e.restarts.Load(),
+		Offered: e.offered,
 	}
 	e.mu.Lock()
 	h.Upgrades, h.LastSwap, h.LastRejectd = e.status.Upgrades, e.status.LastSwap, e.status.LastRejected

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 )
@@ -71,5 +72,44 @@ func TestUpgradeRefusedWhileSwapping(t *testing.T) {
 	h.ready(2)
 	if st := h.e.Status(); st.Generation != 2 || st.Upgrades != 0 {
 		t.Fatalf("after the refused upgrade: %+v", st)
+	}
+}
+
+// TestResumedSourcesDoNotRollBack: after an in-place upgrade the sources
+// start again and re-read what they offered before. A release that was
+// since replaced by another source's newer one must not come back by that
+// re-read (the cluster e2e swapped back to an old ConfigMap release that
+// way); a source that then offers something new is followed as always.
+func TestResumedSourcesDoNotRollBack(t *testing.T) {
+	h := running(t, nil)
+	fromCM := func(v string) Release { r := rel(v); r.Source = "configmap"; return r }
+	fromWatch := func(v string) Release { r := rel(v); r.Source = "watch"; return r }
+	h.offer(fromCM("v2"))
+	h.ready(2)
+	h.offer(fromWatch("v3"))
+	h.ready(3)
+	h.settle()
+	b, err := json.Marshal(h.e.handover(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeHandover(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Offered["configmap"].Same(fromCM("v2")) || !got.Offered["watch"].Same(fromWatch("v3")) {
+		t.Fatalf("handover offered %+v", got.Offered)
+	}
+	// What resume does with it, on this engine.
+	h.e.offered, h.e.unchangedOffers = got.Offered, maps.Clone(got.Offered)
+
+	h.offer(fromWatch("v3")) // serving already
+	h.offer(fromCM("v2"))    // re-read after the upgrade: not a new offer
+	if n := h.started(); n != 3 {
+		t.Fatalf("%d generations started, want 3: the re-read of an old release started a swap", n)
+	}
+	h.offer(fromCM("v4")) // the ConfigMap changed: followed
+	if n := h.started(); n != 4 {
+		t.Fatalf("%d generations started, want 4: a new release after the upgrade was ignored", n)
 	}
 }
