@@ -140,7 +140,14 @@ env:
 		return s.kubectlCpErr(binV4, releasesDir+"/current")
 	})
 
-	// ---- 6. a broken release: refused, the old one keeps serving, pod stays Ready
+	// ---- 6. hotswap itself upgraded in place (issue 18), then a swap by
+	// the new PID 1
+	s.upgradeHotswap(releasesDir+"/hotswap-v3", s.sumV3, "v3")
+	s.swap("kill -USR2 1 after the upgrade", "", func() (string, error) {
+		return kubectl(ctx, "-n", ns, "exec", s.pod, "-c", "server", "--", "kill", "-USR2", "1")
+	})
+
+	// ---- 7. a broken release: refused, the old one keeps serving, pod stays Ready
 	s.broken()
 
 	r.Stop()
@@ -156,10 +163,10 @@ env:
 		t.Fatal(err)
 	}
 
-	// ---- 7. delete the pod: hotswap drains and exits 0 within the grace period
+	// ---- 8. delete the pod: hotswap drains and exits 0 within the grace period
 	s.deletePod()
 
-	// ---- 8. the comparison: the same kind of version change as a rolling update
+	// ---- 9. the comparison: the same kind of version change as a rolling update
 	roll := s.rollingUpdate()
 
 	s.writeTable(roll)
