@@ -210,9 +210,10 @@ func (d *Driver) progress(ctx context.Context, cm *core.ConfigMap, r *fleet.Roll
 	}
 
 	// A step already baking can lose pods to a scale-up (more are wanted
-	// now): reach it again, then bake again.
+	// now), or find one still swapping (its own bake runs: reported after
+	// its version): reach it again, then bake again.
 	if !reached && nr.BakeSince != nil && nr.Phase == fleet.Progressing &&
-		(len(canary) < step.Of(len(live)) || step.All() && !star) {
+		(swapping > 0 || len(canary) < step.Of(len(live)) || step.All() && !star) {
 		nr.BakeSince = nil
 	}
 
