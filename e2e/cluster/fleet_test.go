@@ -344,13 +344,15 @@ func (f *fleetEnv) faultManifest(name, version, file string, bake time.Duration,
 }
 
 // refusedOnOnePod: a release from the per-pod copy of hotswap in
-// /opt/hotswap, pinned, whose file is moved away on the third pod by name —
-// the first pod of step 3 (50 %). That pod refuses it at verification; the
-// rollout halts there and the first two canary pods go back.
+// /opt/hotswap, pinned, whose file is moved away on one pod — by name,
+// the first pod step 3 (50 %) adds. That pod refuses it at verification; the
+// rollout halts there and the pods already on it go back.
 func (f *fleetEnv) refusedOnOnePod() {
 	t := f.t
 	names := f.podNames()
-	victim := names[2]
+	// The first pod step 3 adds: steps 1 and 2 (25 %) take the ones before.
+	k := fleet.Step{Percent: 25}.Of(len(names))
+	victim := names[k]
 	f.attachTools(victim, "hotswap-bin", "/opt/hotswap")
 	sum, err := kubectl(f.ctx, "-n", fleetNS, "exec", victim, "-c", "tools", "--", "sha256sum", "/opt/hotswap/hotswap")
 	if err != nil {
@@ -366,12 +368,12 @@ func (f *fleetEnv) refusedOnOnePod() {
 	// Put it back for what follows (a restart of that container needs it).
 	defer mv("/opt/hotswap/hotswap.away", "/opt/hotswap/hotswap")
 	file := f.manifestFile("v7-missing", fmt.Sprintf("binary: /opt/hotswap/hotswap\nsha256: %s\n", sum))
-	row := f.faultManifest("binary missing on pod 3 of "+fmt.Sprint(f.pods)+" (refused)", "v7-missing", file, 2*time.Second, 2, victim)
-	// Steps 1 and 2 put the first two pods on it; step 3 tells the next
-	// two (--max-swapping 2): the fourth may serve it before the halt.
+	row := f.faultManifest(fmt.Sprintf("binary missing on pod %d of %d (refused)", k+1, f.pods), "v7-missing", file, 2*time.Second, 2, victim)
+	// Steps 1 and 2 put the first k pods on it; step 3 tells the next two
+	// (--max-swapping 2): the one after the victim may serve it before the halt.
 	served := f.watch.served("v7-missing")
-	if len(served) < 2 || slices.Contains(served, victim) || !slices.Equal(served[:2], names[:2]) {
-		t.Errorf("served v7-missing: %v; want %v (and perhaps %s), never %s", served, names[:2], names[3], victim)
+	if len(served) < k || slices.Contains(served, victim) || !slices.Equal(served[:k], names[:k]) {
+		t.Errorf("served v7-missing: %v; want %v (and perhaps %s), never %s", served, names[:k], names[k+1], victim)
 	}
 	f.checkNoFailures(row)
 }
