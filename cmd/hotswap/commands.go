@@ -63,6 +63,7 @@ func newServeCommand() *cobra.Command {
 	f.BoolVar(&o.NeverReady, "never-ready", false, "fault: never report ready")
 	f.DurationVar(&o.ExitAfterReady, "exit-after-ready", 0, "fault: exit 1 this long after ready")
 	f.BoolVar(&o.IgnoreTerm, "ignore-term", false, "fault: ignore SIGTERM")
+	f.DurationVar(&o.UnhealthyAfter, "unhealthy-after", 0, "fault: answer every request (and /healthz) with 503 this long after ready (a release that is ready, then fails its health check)")
 	f.BoolVar(&o.ExitDrain, "exit-drain", false, "fault: with --exit-after-ready, drain before exiting 1 (a clean failure, not a crash)")
 	f.BoolVar(&o.PlainShutdown, "plain-shutdown", false, "stop with plain http.Server.Shutdown instead of reuseport's Drain (for comparison)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

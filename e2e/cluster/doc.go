@@ -25,4 +25,10 @@
 // inspection (tear it down with hack/cluster-down.sh WORKDIR),
 // HOTSWAP_PERF_OUT=FILE writes the measured table (docs/perf-cluster.md is
 // made that way).
+//
+// TestFleetRollout takes releases through an 8-pod Deployment with
+// `hotswap rollout` (docs/rollout.md) and compares it with rolling updates of
+// the same Deployment: HOTSWAP_FLEET_PODS (default 8) and HOTSWAP_FLEET_BAKE
+// (default 5s: the bake per step and minReadySeconds of the second pair) for
+// longer variants, HOTSWAP_FLEET_OUT=FILE writes its table.
 package cluster

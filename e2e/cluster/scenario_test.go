@@ -608,7 +608,7 @@ func buildToolsImage(t *testing.T, dir string) {
 		t.Fatalf("static busybox (hack/cluster-deps.sh installs busybox-static): %v", err)
 	}
 	writeFileMode(t, filepath.Join(ctx, "bin", "busybox"), string(bb), 0o755)
-	for _, n := range []string{"sh", "tar", "sleep", "ls", "mv", "ln", "mkdir", "cat", "chmod", "rm"} {
+	for _, n := range []string{"sh", "tar", "sleep", "ls", "mv", "ln", "mkdir", "cat", "chmod", "rm", "sha256sum"} {
 		if err := os.Symlink("busybox", filepath.Join(ctx, "bin", n)); err != nil {
 			t.Fatal(err)
 		}

@@ -152,6 +152,11 @@ type Rollout struct {
 	// BakeSince is when every pod of the step reported the canary healthy;
 	// nil while pods are still swapping.
 	BakeSince *time.Time `json:"bakeSince,omitempty"`
+	// Analysis is the claim of the driver that runs the current step's
+	// analysis command, written (conditioned on the resourceVersion) before
+	// the command runs: of two drivers only the one whose claim was written
+	// runs it, the other waits for its verdict.
+	Analysis *AnalysisClaim `json:"analysis,omitempty"`
 	// Settled is set once every pod serves stable again after a rollback
 	// or an abort.
 	Settled bool `json:"settled,omitempty"`
@@ -161,6 +166,13 @@ type Rollout struct {
 	Updated time.Time `json:"updated"`
 	// Driver names the driver that wrote last (host/pid), for people.
 	Driver string `json:"driver,omitempty"`
+}
+
+// AnalysisClaim names the driver running a step's analysis and since when.
+type AnalysisClaim struct {
+	Step   int       `json:"step"`
+	Driver string    `json:"driver"`
+	Since  time.Time `json:"since"`
 }
 
 // ParseRollout reads a KeyRollout value. An empty value is no rollout.

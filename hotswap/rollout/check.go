@@ -100,8 +100,9 @@ func (v Verdict) String() string {
 // the pod's swap to the canary failed, verification refused the canary,
 // its own bake of the canary rolled back, or nothing serves. Not serving the
 // canary healthy is a bad sign only when the pod was part of a bake that
-// had begun (it was healthy and is no longer), or when it has taken longer
-// than the rollout's swap timeout.
+// had begun (it was healthy and is no longer — unless it is its own bake
+// that runs, begun before the step's: then it never was), or when it has
+// taken longer than the rollout's swap timeout.
 func Check(p Pod, r *fleet.Rollout, now time.Time) (Verdict, string) {
 	canary := r.CanaryVersion
 	// The kubelet's finishedAt has whole seconds: a restart in the second
@@ -143,6 +144,14 @@ func Check(p Pod, r *fleet.Rollout, now time.Time) (Verdict, string) {
 		since = p.Created
 	}
 	if r.BakeSince != nil && since.Before(*r.BakeSince) && !p.Terminating {
+		// A pod reports its version and its own bake in two patches: the
+		// driver may see the canary served before the "baking" that began
+		// with it. A bake begun before the step's was there all along —
+		// the pod was never healthy, nothing regressed; the step bakes
+		// again once it is.
+		if b := p.Bake; b != nil && b.Version == canary && b.Result == kube.BakeBaking && b.Since.Before(*r.BakeSince) {
+			return Swapping, why + " (began before the step's bake)"
+		}
 		return Bad, "was healthy on " + canary + " during the bake, now " + why
 	}
 	if now.Sub(since) > time.Duration(r.SwapTimeout) {

@@ -54,6 +54,12 @@ func TestCheck(t *testing.T) {
 			p.Bake = &kube.Bake{Version: "v2", Result: kube.BakeRolledBack, Reason: "health", Since: t0.Add(time.Second)}
 		}), r, t0.Add(5 * time.Second), Bad, "its bake of v2 rolled back: health"},
 		{"own bake running", with(func(p *Pod) { p.Bake = &kube.Bake{Version: "v2", Result: kube.BakeBaking, Since: t0.Add(time.Second)} }), r, t0.Add(5 * time.Second), Swapping, "its own bake runs"},
+		{"own bake reported after the step's bake began, begun before it", with(func(p *Pod) {
+			p.Bake = &kube.Bake{Version: "v2", Result: kube.BakeBaking, Since: bake.Add(-300 * time.Millisecond)}
+		}), &baking, bake.Add(time.Second), Swapping, "began before the step's bake"},
+		{"own bake begun again during the step's bake", with(func(p *Pod) {
+			p.Bake = &kube.Bake{Version: "v2", Result: kube.BakeBaking, Since: bake.Add(time.Second)}
+		}), &baking, bake.Add(2 * time.Second), Bad, "was healthy on v2 during the bake, now its own bake runs"},
 		{"own bake done", with(func(p *Pod) { p.Bake = &kube.Bake{Version: "v2", Result: kube.BakeBaked, Since: t0.Add(time.Second)} }), r, t0.Add(5 * time.Second), Healthy, ""},
 		{"nothing serves", with(func(p *Pod) { p.Phase = "Failed" }), r, t0.Add(5 * time.Second), Bad, "nothing serves"},
 	} {

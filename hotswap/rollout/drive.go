@@ -176,10 +176,23 @@ func (d *Driver) progress(ctx context.Context, cm *core.ConfigMap, r *fleet.Roll
 	}
 	// Without a bake the step advances in the same write.
 	if reached && now.Sub(*nr.BakeSince) >= time.Duration(nr.Bake) {
+		if claim, wait := d.analysisClaim(r, now); wait {
+			return r, false, nil // another driver analyses this step: wait for its verdict
+		} else if claim != nil {
+			// Claim the analysis first (one conditioned write); the next
+			// pass, if the claim won, runs it.
+			nr.Analysis = claim
+			nr.Reason = fmt.Sprintf("step %s: baked; analysis by %s", d.stepName(&nr), d.opts.Name)
+			if err := d.put(ctx, cm, &nr); err != nil {
+				return r, false, err
+			}
+			return &nr, false, nil
+		}
 		if err := d.analyse(ctx, &nr, canary); err != nil {
 			return d.halt(ctx, cm, r, fmt.Sprintf("step %s analysis: %v", d.stepName(&nr), err))
 		}
 		d.metrics.Steps.Add(1)
+		nr.Analysis = nil
 		done := fmt.Sprintf("step %s baked: %d of %d pods healthy on %s for %s", d.stepName(&nr), len(canary), len(live), nr.CanaryVersion, time.Duration(nr.Bake))
 		if nr.Step == len(nr.Steps)-1 {
 			nr.Phase, nr.Reason = fleet.Completed, done
@@ -197,9 +210,10 @@ func (d *Driver) progress(ctx context.Context, cm *core.ConfigMap, r *fleet.Roll
 	}
 
 	// A step already baking can lose pods to a scale-up (more are wanted
-	// now): reach it again, then bake again.
+	// now), or find one still swapping (its own bake runs: reported after
+	// its version): reach it again, then bake again.
 	if !reached && nr.BakeSince != nil && nr.Phase == fleet.Progressing &&
-		(len(canary) < step.Of(len(live)) || step.All() && !star) {
+		(swapping > 0 || len(canary) < step.Of(len(live)) || step.All() && !star) {
 		nr.BakeSince = nil
 	}
 
@@ -258,6 +272,29 @@ func (d *Driver) progress(ctx context.Context, cm *core.ConfigMap, r *fleet.Roll
 	return &nr, nr.Phase == fleet.Promoted || nr.Phase == fleet.Completed && !nr.AutoPromote, nil
 }
 
+// analysisClaim decides who runs the analysis of r's current step, whose
+// bake is over: wait is true while another driver's claim on it stands
+// (whether or not this driver has an analysis command: the two may be
+// configured apart); otherwise a non-nil claim is this driver's to write
+// first, and nil means run it now (this driver holds the claim, or there is
+// no command). A claim stands for the analysis timeout and two intervals: a
+// driver killed while it analysed does not hold the rollout for ever.
+func (d *Driver) analysisClaim(r *fleet.Rollout, now time.Time) (claim *fleet.AnalysisClaim, wait bool) {
+	c := r.Analysis
+	if c != nil && c.Step == r.Step {
+		if c.Driver == d.opts.Name {
+			return nil, false
+		}
+		if now.Sub(c.Since) < d.opts.AnalysisTimeout+2*d.opts.Interval {
+			return nil, true
+		}
+	}
+	if d.opts.Analysis == "" {
+		return nil, false
+	}
+	return &fleet.AnalysisClaim{Step: r.Step, Driver: d.opts.Name, Since: now}, false
+}
+
 func (d *Driver) stepName(r *fleet.Rollout) string {
 	return fmt.Sprintf("%d/%d (%s)", r.Step+1, len(r.Steps), r.Steps[r.Step])
 }
@@ -313,6 +350,7 @@ func (d *Driver) Resume(ctx context.Context) (*fleet.Rollout, error) {
 		}
 		nr := *r
 		nr.Phase, nr.Reason, nr.BakeSince, nr.Swapped = fleet.Progressing, "resumed", nil, time.Now().UTC()
+		nr.Analysis = nil // the bake starts over, and so does the analysis
 		return &nr, &event{reason: "RolloutResumed", msg: fmt.Sprintf("rollout of %s resumed at step %s", r.CanaryVersion, d.stepName(r))}, nil
 	})
 }

@@ -3,6 +3,9 @@ package rollout
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -192,12 +195,19 @@ func TestDriverKilledAndRerun(t *testing.T) {
 }
 
 // TestTwoDriversRace: two drivers on one rollout: each step is taken once,
-// every pod swaps once, the losers' writes are conflicts.
+// every pod swaps once, the losers' writes are conflicts, and each step's
+// analysis runs once (the driver whose claim was written runs it).
 func TestTwoDriversRace(t *testing.T) {
 	f := newFleet(t, "v1", 8)
 	spec := f.spec(t, "v2")
-	ds := []*Driver{f.driver(t, func(o *Options) { o.Name = "a"; o.Interval = 20 * time.Millisecond }),
-		f.driver(t, func(o *Options) { o.Name = "b"; o.Interval = 20 * time.Millisecond })}
+	log := filepath.Join(t.TempDir(), "analysis")
+	analysis := func(name string) func(o *Options) {
+		return func(o *Options) {
+			o.Name, o.Interval = name, 20*time.Millisecond
+			o.Analysis = `echo "$HOTSWAP_ROLLOUT_STEP ` + name + `" >> ` + log
+		}
+	}
+	ds := []*Driver{f.driver(t, analysis("a")), f.driver(t, analysis("b"))}
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, d := range ds {
@@ -231,6 +241,21 @@ func TestTwoDriversRace(t *testing.T) {
 		t.Errorf("events %v, want %v (each once)", ev, want)
 	}
 	t.Logf("conflicts: a %d, b %d", ds[0].Metrics().Conflicts.Load(), ds[1].Metrics().Conflicts.Load())
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := map[string][]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		step, by, _ := strings.Cut(l, " ")
+		runs[step] = append(runs[step], by)
+	}
+	for step := range spec.Steps {
+		if by := runs[fmt.Sprint(step+1)]; len(by) != 1 {
+			t.Errorf("step %d: the analysis ran %d times (by %v), want once", step+1, len(by), by)
+		}
+	}
+	t.Logf("analysis runs: %v", runs)
 }
 
 // TestPodsComeAndGo: a canary pod deleted mid-rollout and pods added (scale

@@ -26,6 +26,14 @@ app.kubernetes.io/name: {{ include "hotswap.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The in-cluster rollout driver's pods: a name of their own, so that no
+selector of the server pods (Deployment, Service) selects them. */}}
+{{- define "hotswap.rolloutDriverSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "hotswap.name" . }}-rollout-driver
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: rollout-driver
+{{- end }}
+
 {{- define "hotswap.labels" -}}
 helm.sh/chart: {{ include "hotswap.chart" . }}
 {{ include "hotswap.selectorLabels" . }}
