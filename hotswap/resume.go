@@ -70,6 +70,9 @@ type resumedGen struct {
 // the handed-over descriptors, the generations are the adopted children
 // (procs, from entrypoint.NewReaperAdopting). Run goes on from there.
 func NewResumed(cfg Config, reaper *entrypoint.Reaper, h *Handover, procs map[int]*entrypoint.Process) (*Engine, error) {
+	// Defaults first: they depend on the listeners (readiness is READY=1
+	// on the notify socket when there are any), which New must not see.
+	cfg.setDefaults()
 	bind := cfg.Listeners
 	cfg.Listeners = nil // inherited, never bound again
 	e, err := New(cfg, reaper)

@@ -113,3 +113,20 @@ func TestResumedSourcesDoNotRollBack(t *testing.T) {
 		t.Fatalf("%d generations started, want 4: a new release after the upgrade was ignored", n)
 	}
 }
+
+// TestResumedKeepsReadiness: the readiness default depends on the
+// listeners, which a resumed engine inherits instead of binding. It must be
+// the same as before the upgrade (it fell back to "delay=0s", and a release
+// that exits at start was taken for ready: found by the cluster e2e).
+func TestResumedKeepsReadiness(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Ready = ReadyCheck{}
+	cfg.Listeners = []ListenSpec{{Name: "http", URL: "tcp://127.0.0.1:0"}}
+	e, err := NewResumed(cfg, nil, &Handover{h: &handover{Format: UpgradeFormat}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.cfg.Ready.Kind != ReadyNotify {
+		t.Fatalf("resumed engine waits for %s, want READY=1 on the notify socket as before the upgrade", e.readyDesc())
+	}
+}
