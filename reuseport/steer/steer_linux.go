@@ -1,18 +1,16 @@
 package steer
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
-	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/hotswap-dev/hotswap/reuseport/activation"
+	"github.com/hotswap-dev/hotswap/reuseport/internal/sockdiag"
 )
 
 const (
@@ -154,109 +152,26 @@ func countEntry(es []listenEntry, self listenEntry) int {
 	return n
 }
 
-// inetDiagReqV2 is struct inet_diag_req_v2 (linux/inet_diag.h).
-type inetDiagReqV2 struct {
-	Family   uint8
-	Protocol uint8
-	Ext      uint8
-	Pad      uint8
-	States   uint32
-	ID       inetDiagSockID
-}
-
-type inetDiagSockID struct {
-	Sport  [2]byte // network byte order
-	Dport  [2]byte
-	Src    [16]byte
-	Dst    [16]byte
-	If     uint32
-	Cookie [2]uint32
-}
-
-// inetDiagMsg is the head of struct inet_diag_msg.
-type inetDiagMsg struct {
-	Family  uint8
-	State   uint8
-	Timer   uint8
-	Retrans uint8
-	ID      inetDiagSockID
-}
-
-const tcpListen = 10 // TCP_LISTEN
-
 // listenersDump lists the TCP sockets in LISTEN state of this network
 // namespace (IPv4 and IPv6), through NETLINK_SOCK_DIAG; no privileges needed.
 func listenersDump() ([]listenEntry, error) {
 	var out []listenEntry
 	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		es, err := dumpFamily(family)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, es...)
-	}
-	return out, nil
-}
-
-func dumpFamily(family uint8) ([]listenEntry, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(fd)
-	req := inetDiagReqV2{Family: family, Protocol: unix.IPPROTO_TCP, States: 1 << tcpListen}
-	hdr := unix.NlMsghdr{
-		Len:   uint32(unix.SizeofNlMsghdr + unsafe.Sizeof(req)),
-		Type:  unix.SOCK_DIAG_BY_FAMILY,
-		Flags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP,
-		Seq:   1,
-	}
-	var buf bytes.Buffer
-	binary.Write(&buf, binary.NativeEndian, hdr)
-	binary.Write(&buf, binary.NativeEndian, req)
-	if err := unix.Sendto(fd, buf.Bytes(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, err
-	}
-	var out []listenEntry
-	rb := make([]byte, 64<<10)
-	for {
-		n, _, err := unix.Recvfrom(fd, rb, 0)
-		if err != nil {
-			return nil, err
-		}
-		msgs, err := syscall.ParseNetlinkMessage(rb[:n])
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range msgs {
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				return out, nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if errno := int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
-						return nil, unix.Errno(-errno)
-					}
-				}
-				return out, nil
+		err := sockdiag.Dump(family, 1<<sockdiag.StateListen, func(m *sockdiag.Msg, _ []byte) {
+			if m.State != sockdiag.StateListen {
+				return
 			}
-			var dm inetDiagMsg
-			if len(m.Data) < int(unsafe.Sizeof(dm)) {
-				continue
-			}
-			if err := binary.Read(bytes.NewReader(m.Data), binary.NativeEndian, &dm); err != nil {
-				continue
-			}
-			if dm.State != tcpListen {
-				continue
-			}
-			e := listenEntry{family: dm.Family, port: binary.BigEndian.Uint16(dm.ID.Sport[:])}
-			if dm.Family == unix.AF_INET {
-				copy(e.addr[:4], dm.ID.Src[:4])
+			e := listenEntry{family: m.Family, port: binary.BigEndian.Uint16(m.ID.Sport[:])}
+			if m.Family == unix.AF_INET {
+				copy(e.addr[:4], m.ID.Src[:4])
 			} else {
-				e.addr = dm.ID.Src
+				e.addr = m.ID.Src
 			}
 			out = append(out, e)
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
+	return out, nil
 }
