@@ -480,13 +480,6 @@ const (
 // epoch is the target generation it tried last (for "failed for this
 // target" bookkeeping).
 func (h *Hub) handOver(c net.Conn, idleSince time.Time) (handoverResult, uint64) {
-	fd, err := activation.DupFD(c) // never (*os.File).Fd: see activation.ExportFiles
-	if err != nil {
-		// EMFILE, typically: this one stays, and is counted as such.
-		h.kept.Add(1)
-		return handoverKept, h.epoch.Load()
-	}
-	defer unix.Close(fd)
 	var epoch uint64
 	for range 4 {
 		h.mu.Lock()
@@ -500,8 +493,12 @@ func (h *Hub) handOver(c net.Conn, idleSince time.Time) (handoverResult, uint64)
 		if target == "" {
 			return handoverKept, epoch
 		}
-		res, arg := snd.send(fd, idleSince)
+		res, arg := snd.send(c, idleSince)
 		switch res {
+		case sendNoFD:
+			// EMFILE, typically: this one stays, and is counted as such.
+			h.kept.Add(1)
+			return handoverKept, epoch
 		case sendOK:
 			h.sent.Add(1)
 			return handoverDone, epoch
@@ -536,6 +533,7 @@ const (
 	sendMoved                        // answered MOVED: try the named target
 	sendOK                           // the receiver serves it
 	sendUnanswered                   // delivered, no answer in time
+	sendNoFD                         // not sent: the socket could not be duplicated
 )
 
 // senderLanes is how many handoff connections a sender opens to one
@@ -559,19 +557,35 @@ func newSenderPool(path string) *senderPool {
 	return p
 }
 
-// send sends on a lane that is free now if there is one, else on the next
-// one in turn.
-func (p *senderPool) send(fd int, idleSince time.Time) (sendResult, string) {
+// send sends c's socket on a lane that is free now if there is one, else
+// on the next one in turn. The descriptor is duplicated only once a lane is
+// held: a drain wakes every idle connection at once, and a duplicate each
+// while they waited for a lane doubled the process's descriptors (EMFILE
+// with 10,000 connections under a 20,000 limit).
+func (p *senderPool) send(c net.Conn, idleSince time.Time) (sendResult, string) {
+	l := p.acquire()
+	fd, err := activation.DupFD(c) // never (*os.File).Fd: see activation.ExportFiles
+	if err != nil {
+		l.mu.Unlock()
+		return sendNoFD, err.Error()
+	}
+	defer unix.Close(fd)
+	return l.sendLocked(fd, idleSince)
+}
+
+// acquire locks a lane: one that is free now if there is one, else the
+// next one in turn.
+func (p *senderPool) acquire() *handoffSender {
 	start := p.next.Add(1)
 	for i := range uint32(senderLanes) {
 		l := p.lanes[(start+i)%senderLanes]
 		if l.mu.TryLock() {
-			return l.sendLocked(fd, idleSince)
+			return l
 		}
 	}
 	l := p.lanes[start%senderLanes]
 	l.mu.Lock()
-	return l.sendLocked(fd, idleSince)
+	return l
 }
 
 func (p *senderPool) close() {
