@@ -140,37 +140,17 @@ func runNewGen(hubPath string) int {
 // startNewGenProc starts the new generation on ln and returns its hub's
 // path and its process.
 func startNewGenProc(b testing.TB, ln net.Listener) (string, *os.Process) {
-	self, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
 	lf, err := ln.(*net.TCPListener).File()
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer lf.Close()
 	path := filepath.Join(b.TempDir(), "new.sock")
-	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), genEnv+"="+path)
-	cmd.ExtraFiles = []*os.File{lf}
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
+	p := startSelf(b, genEnv+"="+path, lf)
+	if line := p.next(b); line != "ready" {
+		b.Fatalf("new generation: %s", line)
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { in.Close(); _ = cmd.Wait() })
-	sc := bufio.NewScanner(out)
-	if !sc.Scan() || sc.Text() != "ready" {
-		b.Fatalf("new generation: %s %v", sc.Text(), sc.Err())
-	}
-	return path, cmd.Process
+	return path, p.proc
 }
 
 // clientsEnv makes the test binary the benchmark's client process:
@@ -237,18 +217,24 @@ func runClients(spec string) int {
 	return 0
 }
 
-type clientProc struct {
-	in  io.WriteCloser
-	out *bufio.Scanner
+// selfProc is this test binary run again in one of its roles (genEnv,
+// clientsEnv), spoken to a line at a time on its stdin and stdout.
+type selfProc struct {
+	in   io.WriteCloser
+	out  *bufio.Scanner
+	proc *os.Process
 }
 
-func startClients(b testing.TB, addr string, n int) *clientProc {
+// startSelf runs this test binary with the variable kv set and files from
+// fd 3 on; it is waited for at the test's end, after its stdin is closed.
+func startSelf(b testing.TB, kv string, files ...*os.File) *selfProc {
 	self, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", clientsEnv, addr, n))
+	cmd.Env = append(os.Environ(), kv)
+	cmd.ExtraFiles = files
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -262,17 +248,21 @@ func startClients(b testing.TB, addr string, n int) *clientProc {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { in.Close(); _ = cmd.Wait() })
-	return &clientProc{in: in, out: bufio.NewScanner(out)}
+	return &selfProc{in: in, out: bufio.NewScanner(out), proc: cmd.Process}
 }
 
-func (p *clientProc) next(b testing.TB) string {
+func startClients(b testing.TB, addr string, n int) *selfProc {
+	return startSelf(b, fmt.Sprintf("%s=%s %d", clientsEnv, addr, n))
+}
+
+func (p *selfProc) next(b testing.TB) string {
 	if !p.out.Scan() {
-		b.Fatalf("clients: no answer: %v", p.out.Err())
+		b.Fatalf("no answer: %v", p.out.Err())
 	}
 	return p.out.Text()
 }
 
-func (p *clientProc) send(b testing.TB, line string) {
+func (p *selfProc) send(b testing.TB, line string) {
 	if _, err := io.WriteString(p.in, line+"\n"); err != nil {
 		b.Fatal(err)
 	}
