@@ -364,8 +364,10 @@ func (e *Engine) selfTest(ctx context.Context, bin *os.File, state []byte) (stri
 	defer stateFile.Close()
 	// Its answer goes to a memfd too: a pod's root filesystem is often
 	// read-only, and /tmp with it (a temporary file failed every upgrade
-	// in the cluster e2e).
-	out, err := memfdWith("hotswap-upgrade-selftest-out", nil)
+	// in the cluster e2e). The memfd is sized and sealed against growth: a
+	// candidate that writes without end (`yes`) gets EPERM past the limit
+	// instead of filling PID 1's memory until the self-test times out.
+	out, err := boundedMemfd("hotswap-upgrade-selftest-out", selfTestAnswerMax)
 	if err != nil {
 		return "", err
 	}
@@ -388,9 +390,14 @@ func (e *Engine) selfTest(ctx context.Context, bin *os.File, state []byte) (stri
 		<-exited
 		return "", fmt.Errorf("no answer within %s", selfTestTimeout)
 	}
+	// What was written ends at the shared offset; the rest is the
+	// pre-sized zeros.
 	var b []byte
-	if _, err := out.Seek(0, io.SeekStart); err == nil {
-		b, _ = io.ReadAll(io.LimitReader(out, 64<<10))
+	if n, err := out.Seek(0, io.SeekCurrent); err == nil {
+		b = make([]byte, n)
+		if _, err := out.ReadAt(b, 0); err != nil {
+			b = nil
+		}
 	}
 	text := strings.TrimSpace(string(b))
 	if st := p.Status(); st.Code() != 0 {
@@ -404,6 +411,29 @@ func (e *Engine) selfTest(ctx context.Context, bin *os.File, state []byte) (stri
 		return "", fmt.Errorf("unexpected answer %q", oneLine([]byte(text)))
 	}
 	return ans.Version, nil
+}
+
+// selfTestAnswerMax bounds what a self-test may write (its answer is one
+// short JSON line).
+const selfTestAnswerMax = 64 << 10
+
+// boundedMemfd is an empty memfd that can never hold more than max bytes:
+// sized to max and sealed against growing and shrinking.
+func boundedMemfd(name string, max int64) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if err := f.Truncate(max); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("memfd: %w", err)
+	}
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_GROW|unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("memfd seals: %w", err)
+	}
+	return f, nil
 }
 
 // memfdWith is a memfd holding b, positioned at its start.

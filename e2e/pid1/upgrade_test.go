@@ -163,8 +163,9 @@ func TestUpgradeRefused(t *testing.T) {
 	bins := t.TempDir()                           // not world-writable, unlike dir: each case reaches its check
 	failsSelfTest := filepath.Join(bins, "false") // an ELF of this machine that is not hotswap
 	script := filepath.Join(bins, "script")
+	endless := filepath.Join(bins, "yes") // an ELF that writes without end
 	good := filepath.Join(bins, "hotswap-good")
-	for _, c := range [][3]string{{"/bin/false", failsSelfTest}, {"", script}, {hotswapBin, good}} {
+	for _, c := range [][3]string{{"/bin/false", failsSelfTest}, {"", script}, {hotswapBin, good}, {"/usr/bin/yes", endless}} {
 		if c[0] == "" {
 			if err := os.WriteFile(c[1], []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 				t.Fatal(err)
@@ -179,6 +180,9 @@ func TestUpgradeRefused(t *testing.T) {
 		want string
 	}{
 		{"fails the self-test", []string{failsSelfTest}, "self-test"},
+		// Its output is bounded (64 KiB): refused at once, not after the
+		// self-test's 10s with PID 1's memory filled meanwhile.
+		{"writes without end", []string{endless}, "exit status 1"},
 		{"not an ELF binary", []string{script}, "ELF"},
 		{"wrong sha256", []string{"--sha256", strings.Repeat("ab", 32), good}, "sha256"},
 		{"missing", []string{filepath.Join(dir, "nope")}, "no such file"},
