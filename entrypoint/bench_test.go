@@ -131,6 +131,15 @@ func BenchmarkReapZombies(b *testing.B) {
 // path: SIGCHLD, the runtime's signal goroutine, the reaper goroutine,
 // waitid, wait4.
 //
+// With REAP_TRACE=1 (root, tracefs) the kernel's own clock splits each
+// delay (reaptrace_test.go): the orphan's last user-space steps
+// (stamp-to-exit), its teardown to a zombie (exit-to-signal), SIGCHLD until
+// our handler runs (signal-to-run), and from there to wait4 returning its
+// PID (run-to-reap), of which runq-in-reap is our threads waiting on a run
+// queue and reaper-own the rest. The trace costs a little on every
+// syscall, so its runs are not the plain benchmark's numbers.
+// REAP_TRACE_OUT=FILE keeps the raw trace.
+//
 //	go test -run '^$' -bench BenchmarkOrphanReapDelay -benchtime 1x ./entrypoint
 func BenchmarkOrphanReapDelay(b *testing.B) {
 	n := 1000

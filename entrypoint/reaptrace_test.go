@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"testing"
 
 	"golang.org/x/sys/unix"
 )
@@ -354,6 +355,7 @@ var reapSegments = []struct {
 	{"signal-to-run", func(s reapSplit) int64 { return s.signalToRun }},
 	{"run-to-reap", func(s reapSplit) int64 { return s.runToReap }},
 	{"runq-in-reap", func(s reapSplit) int64 { return s.runqInReap }},
+	{"reaper-own", func(s reapSplit) int64 { return s.runToReap - s.runqInReap }},
 	{"signal-to-reap", func(s reapSplit) int64 { return s.signalToRun + s.runToReap }},
 	{"exit-to-reap", func(s reapSplit) int64 { return s.exitToSignal + s.signalToRun + s.runToReap }},
 }
@@ -363,4 +365,30 @@ func quantiles(d []int64) (p50, p99, most float64) {
 	slices.Sort(d)
 	at := func(p float64) float64 { return float64(d[int(p*float64(len(d)-1))]) / 1000 }
 	return at(0.5), at(0.99), float64(d[len(d)-1]) / 1000
+}
+
+// TestSplitReaps cuts one orphan's delay out of trace lines in the kernel's
+// own format (copied from a run, PIDs changed): our process is 100, its
+// handler runs on thread 100, which wakes thread 101 that reaps orphan 200
+// (0xc8) after 1 ms on a run queue.
+func TestSplitReaps(t *testing.T) {
+	const trace = `# tracer: nop
+            bash-200     (    200) [001] ..... 1000.000300: sys_exit_group(error_code: 0)
+            bash-200     (    200) [001] dN.2. 1000.000900: signal_generate: sig=17 errno=0 code=1 comm=ent.test pid=100 grp=1 res=0
+          <idle>-0       (-------) [000] dNh2. 1000.001000: sched_wakeup: comm=ent.test pid=100 prio=120 target_cpu=000
+          <idle>-0       (-------) [000] d..2. 1000.001500: sched_switch: prev_comm=swapper/0 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=ent.test next_pid=100 next_prio=120
+        ent.test-100     (    100) [000] d..1. 1000.001510: signal_deliver: sig=17 errno=0 code=1 sa_handler=48eea0 sa_flags=1c000004
+        ent.test-100     (    100) [000] d..2. 1000.001520: sched_wakeup: comm=ent.test pid=101 prio=120 target_cpu=001
+          <idle>-0       (-------) [001] d..2. 1000.002520: sched_switch: prev_comm=swapper/1 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=ent.test next_pid=101 next_prio=120
+        ent.test-101     (    100) [001] ..... 1000.002620: sys_wait4 -> 0xc8
+`
+	events := parseTrace([]byte(trace))
+	if len(events) != 8 {
+		t.Fatalf("parsed %d events, want 8: %+v", len(events), events)
+	}
+	got := splitReaps(events, map[int]int64{200: 1000_000000}, 100)
+	want := reapSplit{stampToExit: 300, exitToSignal: 600, signalToRun: 610, runToReap: 1110, runqInReap: 1000, ownSignal: true}
+	if len(got) != 1 || got[0] != want {
+		t.Fatalf("split %+v, want [%+v]", got, want)
+	}
 }
