@@ -2,6 +2,7 @@ package entrypoint
 
 import (
 	"bufio"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -130,6 +131,15 @@ func BenchmarkReapZombies(b *testing.B) {
 // path: SIGCHLD, the runtime's signal goroutine, the reaper goroutine,
 // waitid, wait4.
 //
+// With REAP_TRACE=1 (root, tracefs) the kernel's own clock splits each
+// delay (reaptrace_test.go): the orphan's last user-space steps
+// (stamp-to-exit), its teardown to a zombie (exit-to-signal), SIGCHLD until
+// our handler runs (signal-to-run), and from there to wait4 returning its
+// PID (run-to-reap), of which runq-in-reap is our threads waiting on a run
+// queue and reaper-own the rest. The trace costs a little on every
+// syscall, so its runs are not the plain benchmark's numbers.
+// REAP_TRACE_OUT=FILE keeps the raw trace.
+//
 //	go test -run '^$' -bench BenchmarkOrphanReapDelay -benchtime 1x ./entrypoint
 func BenchmarkOrphanReapDelay(b *testing.B) {
 	n := 1000
@@ -179,6 +189,14 @@ func benchOrphanReapDelay(b *testing.B, r *Reaper, n int, settle time.Duration) 
 			}
 		}
 	}()
+	var trace *reapTrace
+	if os.Getenv("REAP_TRACE") == "1" {
+		if trace, err = startReapTrace(); err != nil {
+			b.Logf("REAP_TRACE: no kernel trace, so no split of the delay: %v", err)
+		} else {
+			defer trace.close()
+		}
+	}
 	spec := helperSpec(b, "orphans", strconv.Itoa(n), "2ms", settle.String(), file)
 	spec.Files = []*os.File{nil, os.Stderr, os.Stderr, pw}
 	p, err := r.Start(spec)
@@ -220,6 +238,17 @@ func benchOrphanReapDelay(b *testing.B, r *Reaper, n int, settle time.Duration) 
 		time.Sleep(10 * time.Millisecond)
 	}
 	close(stopSampling)
+	var traced []byte
+	if trace != nil {
+		if traced, err = trace.stop(); err != nil {
+			b.Fatal(err)
+		}
+		if out := os.Getenv("REAP_TRACE_OUT"); out != "" {
+			if err := os.WriteFile(out, traced, 0o600); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	f, err := os.Open(file)
 	if err != nil {
 		b.Fatal(err)
@@ -231,6 +260,8 @@ func benchOrphanReapDelay(b *testing.B, r *Reaper, n int, settle time.Duration) 
 		b.Fatal("control pipe never reached EOF")
 	}
 	var delays, control []int64
+	stamps := map[int]int64{} // µs, CLOCK_MONOTONIC
+	off := monoOffset()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var pid int
@@ -238,6 +269,7 @@ func benchOrphanReapDelay(b *testing.B, r *Reaper, n int, settle time.Duration) 
 		if _, err := fmtSscan(sc.Text(), &pid, &at); err != nil {
 			continue
 		}
+		stamps[pid] = int64(math.Round(at*1e6)) - off
 		mu.Lock()
 		rt, ok := reaped[pid]
 		ct, cok := told[pid]
@@ -268,6 +300,43 @@ func benchOrphanReapDelay(b *testing.B, r *Reaper, n int, settle time.Duration) 
 	b.ReportMetric(q(control, 0.5), "µs-pipe-p50")
 	b.ReportMetric(q(control, 0.99), "µs-pipe-p99")
 	b.ReportMetric(float64(<-runnable), "max-runnable")
+	if traced != nil {
+		reportReapSplit(b, splitReaps(parseTrace(traced), stamps, os.Getpid()), n)
+	}
+}
+
+// reportReapSplit reports where the delay went, by the kernel's clock
+// (REAP_TRACE=1): p50, p99 and max of each segment, in ms.
+func reportReapSplit(b *testing.B, splits []reapSplit, n int) {
+	if len(splits) < n*9/10 {
+		b.Fatalf("REAP_TRACE: only %d of %d orphans have every event (trace buffer too small?)", len(splits), n)
+	}
+	own, pending := 0, 0
+	for _, s := range splits {
+		if s.ownSignal {
+			own++
+		}
+		if s.signalPending {
+			pending++
+		}
+	}
+	b.ReportMetric(float64(len(splits)), "traced")
+	b.ReportMetric(float64(own), "own-signal")
+	var table strings.Builder
+	fmt.Fprintf(&table, "kernel clock, %d orphans, %d woke the reaper with their own SIGCHLD, %d found it already pending; ms:\n", len(splits), own, pending)
+	fmt.Fprintf(&table, "%-15s %8s %8s %8s\n", "segment", "p50", "p99", "max")
+	for _, seg := range reapSegments {
+		d := make([]int64, len(splits))
+		for i, s := range splits {
+			d[i] = seg.get(s)
+		}
+		p50, p99, most := quantiles(d)
+		b.ReportMetric(p50, seg.name+"-p50-ms")
+		b.ReportMetric(p99, seg.name+"-p99-ms")
+		b.ReportMetric(most, seg.name+"-max-ms")
+		fmt.Fprintf(&table, "%-15s %8.3f %8.3f %8.3f\n", seg.name, p50, p99, most)
+	}
+	b.Log(table.String())
 }
 
 // procsRunning is the number of runnable tasks on the machine, from

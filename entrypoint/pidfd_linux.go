@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -109,12 +110,17 @@ func pidfdsWork() bool {
 	return unix.PidfdSendSignal(fd, 0, nil, 0) == nil
 }
 
+// pidfdListings counts pidfdHolders calls: each reads every descriptor of
+// the process, which the reaper must not do on every wake-up (a test checks).
+var pidfdListings atomic.Uint64
+
 // pidfdHolders lists the processes that some pidfd in this process, other
 // than this package's own, refers to. Go's os package (os/exec, and
 // os.StartProcess) opens one on every child with clone(CLONE_PIDFD), before
 // the child runs, and closes it only after its Wait has reaped the child, or
 // on Release: a child listed here has an owner that wants its exit status.
 func pidfdHolders() map[int]bool {
+	pidfdListings.Add(1)
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return nil
