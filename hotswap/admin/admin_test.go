@@ -2,6 +2,9 @@ package admin
 
 import (
 	"context"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"io"
 	"net/http"
 	"strings"
@@ -87,6 +90,47 @@ func TestServerEndpoints(t *testing.T) {
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	// What a Prometheus server would make of the page: its own parser, and
+	// the types it would record.
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(metrics))
+	if err != nil {
+		t.Errorf("Prometheus' text parser rejects /metrics: %v", err)
+	}
+	for name, want := range map[string]dto.MetricType{
+		"hotswap_generation":             dto.MetricType_GAUGE,
+		"hotswap_swaps_total":            dto.MetricType_COUNTER,
+		"hotswap_swap_duration_seconds":  dto.MetricType_HISTOGRAM,
+		"hotswap_drain_duration_seconds": dto.MetricType_HISTOGRAM,
+		"hotswap_orphans_reaped_total":   dto.MetricType_COUNTER,
+		"hotswap_report_errors_total":    dto.MetricType_COUNTER,
+		"process_resident_memory_bytes":  dto.MetricType_GAUGE,
+	} {
+		f, ok := families[name]
+		if !ok {
+			t.Errorf("parsed /metrics lacks the family %s", name)
+			continue
+		}
+		if f.GetType() != want {
+			t.Errorf("%s has type %v, want %v", name, f.GetType(), want)
+		}
+	}
+	if f := families["hotswap_swap_duration_seconds"]; f != nil {
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == "succeeded" {
+				// 0.3 s: in the 0.5 bucket and above, not in 0.25.
+				for _, b := range m.GetHistogram().GetBucket() {
+					want := uint64(0)
+					if b.GetUpperBound() >= 0.5 {
+						want = 1
+					}
+					if b.GetCumulativeCount() != want {
+						t.Errorf("succeeded swap bucket le=%v = %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)
+					}
+				}
+			}
 		}
 	}
 	if t.Failed() {

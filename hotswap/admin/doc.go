@@ -2,9 +2,10 @@
 // /metrics for Prometheus, /healthz (the process is alive) and /readyz
 // (a generation serves).
 //
-// It owns the Prometheus metrics and their names. It is a hotswap.Observer:
-// it learns generations, swaps and drains from the engine's events, and
-// reads counters that other packages own (orphans reaped, live children,
+// It owns the metrics and their names (README.md lists them), written in
+// the Prometheus text format by VictoriaMetrics/metrics. It is a
+// hotswap.Observer: it learns generations, swaps and drains from the
+// engine's events, and reads counters that other packages own (orphans reaped, live children,
 // child restarts, report errors) through small getter functions, so it
 // imports neither entrypoint nor hotswap/kube.
 //
@@ -12,7 +13,7 @@
 // keep-alive time, slow requests): the port is on the pod network and
 // usually on a Service.
 //
-// It must never: block Observe, register on Prometheus' global registry
-// (each Server has its own), or change anything about serving — it only
+// It must never: block Observe, register on the library's global set (each
+// Server has its own), or change anything about serving — it only
 // reports.
 package admin
