@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,7 +73,8 @@ func benchHandoffIdle(b *testing.B, n int) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 
-	cpu0, cpuNew0 := cpuTime(b), procCPU(nuProc.Pid)
+	stopProf := profileDrain(b, nuProc)
+	cpu0, cpuNew0 := cpuTime(b), procCPU(nuProc.proc.Pid)
 	start := time.Now()
 	done := old.drainAsync(time.Minute)
 	// The drain ends when the old generation has no connection left: all
@@ -87,7 +89,8 @@ func benchHandoffIdle(b *testing.B, n int) {
 		b.Fatalf("the old generation never finished draining (%+v)", old.hub.Stats())
 	}
 	took := time.Since(start)
-	cpu, cpuNew := cpuTime(b)-cpu0, procCPU(nuProc.Pid)-cpuNew0
+	cpu, cpuNew := cpuTime(b)-cpu0, procCPU(nuProc.proc.Pid)-cpuNew0
+	stopProf()
 	handed := old.hub.Stats().Sent
 
 	cl.send(b, "go")
@@ -133,13 +136,63 @@ func runNewGen(hubPath string) int {
 	})}
 	Serve(srv, ln, hub)
 	fmt.Println("ready")
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	// "profile FILE" starts a CPU profile of this generation, "stop" ends
+	// it (profileDrain); EOF ends the process.
+	in := bufio.NewScanner(os.Stdin)
+	var prof *os.File
+	for in.Scan() {
+		if f, ok := strings.CutPrefix(in.Text(), "profile "); ok && prof == nil {
+			if prof, err = os.Create(f); err == nil {
+				runtime.SetCPUProfileRate(profileHz)
+				err = pprof.StartCPUProfile(prof)
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "profile:", err)
+			}
+		} else if in.Text() == "stop" && prof != nil {
+			pprof.StopCPUProfile()
+			prof.Close()
+			prof = nil
+		}
+	}
 	return 0
+}
+
+// profileEnv names a path prefix: BenchmarkHandoffIdle then writes CPU
+// profiles of the drain window only, PREFIX-old.prof (this process) and
+// PREFIX-new.prof (the new generation), for go tool pprof.
+const profileEnv = "HOTSWAP_DRAIN_BENCH_CPUPROFILE"
+
+// profileHz: a drain lasts about a second, too short for pprof's 100 Hz.
+// (StartCPUProfile then warns that the rate was already set.)
+const profileHz = 2000
+
+// profileDrain starts both generations' CPU profiles if profileEnv is set
+// and returns what stops them.
+func profileDrain(b testing.TB, nu *selfProc) func() {
+	prefix := os.Getenv(profileEnv)
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "-old.prof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	runtime.SetCPUProfileRate(profileHz)
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	nu.send(b, "profile "+prefix+"-new.prof")
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		nu.send(b, "stop")
+	}
 }
 
 // startNewGenProc starts the new generation on ln and returns its hub's
 // path and its process.
-func startNewGenProc(b testing.TB, ln net.Listener) (string, *os.Process) {
+func startNewGenProc(b testing.TB, ln net.Listener) (string, *selfProc) {
 	lf, err := ln.(*net.TCPListener).File()
 	if err != nil {
 		b.Fatal(err)
@@ -150,7 +203,7 @@ func startNewGenProc(b testing.TB, ln net.Listener) (string, *os.Process) {
 	if line := p.next(b); line != "ready" {
 		b.Fatalf("new generation: %s", line)
 	}
-	return path, p.proc
+	return path, p
 }
 
 // clientsEnv makes the test binary the benchmark's client process:
@@ -365,7 +418,7 @@ func TestHandoffReceiverCrashKeepsTheRest(t *testing.T) {
 	for old.hub.Stats().Sent < int64(n/2) {
 		time.Sleep(100 * time.Microsecond)
 	}
-	if err := proc.Kill(); err != nil {
+	if err := proc.proc.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	// The old one serves the rest with Connection: close; the clients'
