@@ -33,7 +33,8 @@ const SocketEnv = "HOTSWAP_HANDOFF_SOCKET"
 //	                   sender keeps it) or "MOVED /path" (it drains too;
 //	                   send there)
 //	old gen → new gen: "CONNS <idle-since> <idle-since> ..." + as many fds,
-//	                   2 to maxBatch, in one SCM_RIGHTS
+//	                   at most maxBatch, in one SCM_RIGHTS (a sender
+//	                   sends a lone one as "CONN")
 //	                   reply "OK <y|n per fd, in order>" (y: it serves
 //	                   that one now; n: the sender keeps it), or "NO <why>"
 //	                   or "MOVED /path" for all of them
