@@ -35,7 +35,7 @@ import (
 // handover, i.e. to the end of its drain (ms-handoff), and the CPU time both generations spent meanwhile
 // (ms-cpu the old generation's, ms-cpu-new the new one's: on a busy machine
 // the wall time is mostly waiting for a CPU), connections handed
-// (handed), and after the swap,
+// (handed) and per message (conns/msg), and after the swap,
 // every client sends one more request on its same TCP connection: answered
 // by the new generation (moved), failed, and kept by the old one (kept:
 // answered by the old generation with Connection: close, so the client
@@ -91,7 +91,7 @@ func benchHandoffIdle(b *testing.B, n int) {
 	took := time.Since(start)
 	cpu, cpuNew := cpuTime(b)-cpu0, procCPU(nuProc.proc.Pid)-cpuNew0
 	stopProf()
-	handed := old.hub.Stats().Sent
+	handed, msgs := old.hub.Stats().Sent, old.hub.Stats().Messages
 
 	cl.send(b, "go")
 	var moved, kept, failed int
@@ -102,6 +102,9 @@ func benchHandoffIdle(b *testing.B, n int) {
 	b.ReportMetric(float64(cpu.Microseconds())/1000, "ms-cpu")
 	b.ReportMetric(float64(cpuNew.Microseconds())/1000, "ms-cpu-new")
 	b.ReportMetric(float64(handed), "handed")
+	if msgs > 0 {
+		b.ReportMetric(float64(handed)/float64(msgs), "conns/msg")
+	}
 	b.ReportMetric(float64(moved), "moved")
 	b.ReportMetric(float64(kept), "kept")
 	b.ReportMetric(float64(failed), "failed")

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,7 +177,7 @@ func fakeReceiver(t *testing.T, answer func(msg string, nfds int) string) string
 // to path, and returns each one's result.
 func sendOnOneLane(t *testing.T, path string, conns []net.Conn) []sendResult {
 	t.Helper()
-	p := newSenderPool(path)
+	p := newSenderPool(path, new(atomic.Int64))
 	defer p.close()
 	var batch []*sendReq
 	for _, c := range conns {
@@ -255,7 +256,7 @@ func TestHandoffBatchToOldReceiver(t *testing.T) {
 		return "NO unknown message"
 	})
 	servers, _ := tcpConns(t, listenLocal(t), 6)
-	p := newSenderPool(path)
+	p := newSenderPool(path, new(atomic.Int64))
 	defer p.close()
 	for round, conns := range [][]net.Conn{servers[:3], servers[3:]} {
 		var batch []*sendReq

@@ -110,6 +110,7 @@ type Hub struct {
 
 	// Counters, for tests and debugging.
 	sent, received, refused, kept atomic.Int64
+	messages                      atomic.Int64 // CONN or CONNS sent and answered
 }
 
 // FromEnv opens the hub the supervisor asked for in [SocketEnv] and removes
@@ -164,11 +165,12 @@ type Stats struct {
 	Received int64 // taken from an older generation
 	Refused  int64 // offered to us and refused (the sender kept them)
 	Kept     int64 // not handed over although a target was set
+	Messages int64 // CONN and CONNS messages sent and answered: Sent/Messages is the mean batch
 }
 
 // Stats returns the hub's counters.
 func (h *Hub) Stats() Stats {
-	return Stats{Sent: h.sent.Load(), Received: h.received.Load(), Refused: h.refused.Load(), Kept: h.kept.Load()}
+	return Stats{Sent: h.sent.Load(), Received: h.received.Load(), Refused: h.refused.Load(), Kept: h.kept.Load(), Messages: h.messages.Load()}
 }
 
 // Close stops receiving and waits for the message handlers.
@@ -558,7 +560,7 @@ func (h *Hub) handOver(c net.Conn, idleSince time.Time) (handoverResult, uint64)
 		target, snd := h.target, h.snd
 		epoch = h.epoch.Load()
 		if target != "" && snd == nil {
-			snd = newSenderPool(target)
+			snd = newSenderPool(target, &h.messages)
 			h.snd = snd
 		}
 		h.mu.Unlock()
@@ -631,6 +633,8 @@ type senderPool struct {
 	stop  chan struct{}
 	once  sync.Once
 
+	messages *atomic.Int64 // the hub's count of messages answered
+
 	// single: the target answered "CONNS" with "NO unknown message" (a
 	// receiver from before batches); from then on one "CONN" per message.
 	single atomic.Bool
@@ -646,8 +650,8 @@ type sendReq struct {
 	done      chan struct{}
 }
 
-func newSenderPool(path string) *senderPool {
-	p := &senderPool{reqs: make(chan *sendReq), stop: make(chan struct{})}
+func newSenderPool(path string, messages *atomic.Int64) *senderPool {
+	p := &senderPool{reqs: make(chan *sendReq), stop: make(chan struct{}), messages: messages}
 	for i := range p.lanes {
 		p.lanes[i] = &handoffSender{path: path}
 		go p.serveLane(p.lanes[i])
@@ -727,6 +731,7 @@ func (p *senderPool) sendBatch(l *handoffSender, batch []*sendReq) {
 	}
 	if len(sending) > 1 && !p.single.Load() {
 		res, reply := l.exchangeLocked(batchMessage(sending), fdsOf(sending))
+		p.count(res)
 		if res != sendRefused || !strings.HasPrefix(reply, "NO unknown message") {
 			setBatchResults(sending, res, reply)
 			return
@@ -736,6 +741,14 @@ func (p *senderPool) sendBatch(l *handoffSender, batch []*sendReq) {
 	}
 	for _, r := range sending {
 		r.res, r.arg = l.sendOneLocked(r.fd, r.idleSince)
+		p.count(r.res)
+	}
+}
+
+// count counts a message that was answered.
+func (p *senderPool) count(res sendResult) {
+	if res != sendFailed && res != sendUnanswered {
+		p.messages.Add(1)
 	}
 }
 
