@@ -559,6 +559,9 @@ func (h *Hub) handOver(c net.Conn, idleSince time.Time) (handoverResult, uint64)
 		h.mu.Lock()
 		target, snd := h.target, h.snd
 		epoch = h.epoch.Load()
+		if h.closed {
+			target = "" // a pool made now would never be closed
+		}
 		if target != "" && snd == nil {
 			snd = newSenderPool(target, &h.messages)
 			h.snd = snd
