@@ -202,7 +202,12 @@ func startNewGenProc(b testing.TB, ln net.Listener) (string, *selfProc) {
 	}
 	defer lf.Close()
 	path := filepath.Join(b.TempDir(), "new.sock")
-	p := startSelf(b, genEnv+"="+path, lf)
+	var p *selfProc
+	if bin := os.Getenv(newGenBinEnv); bin != "" {
+		p = startBinary(b, bin, genEnv+"="+path, lf)
+	} else {
+		p = startSelf(b, genEnv+"="+path, lf)
+	}
 	if line := p.next(b); line != "ready" {
 		b.Fatalf("new generation: %s", line)
 	}
@@ -288,7 +293,18 @@ func startSelf(b testing.TB, kv string, files ...*os.File) *selfProc {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(self)
+	return startBinary(b, self, kv, files...)
+}
+
+// newGenBinEnv names another build of this test binary (say, of an older
+// commit) to run as the new generation: a handoff between two versions of
+// the protocol, e.g. a sender that batches and a receiver from before
+// batches.
+const newGenBinEnv = "HOTSWAP_DRAIN_BENCH_NEWGEN_BIN"
+
+// startBinary is startSelf for the test binary bin.
+func startBinary(b testing.TB, bin, kv string, files ...*os.File) *selfProc {
+	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), kv)
 	cmd.ExtraFiles = files
 	cmd.Stderr = os.Stderr
