@@ -166,9 +166,11 @@ func runNewGen(hubPath string) int {
 // PREFIX-new.prof (the new generation), for go tool pprof.
 const profileEnv = "HOTSWAP_DRAIN_BENCH_CPUPROFILE"
 
-// profileHz: a drain lasts about a second, too short for pprof's 100 Hz.
+// profileHz: a drain lasts about a second, short for pprof's 100 Hz; the
+// kernel checks CPU-time timers once a tick (CONFIG_HZ=250 here), so a
+// higher rate loses samples rather than gaining them.
 // (StartCPUProfile then warns that the rate was already set.)
-const profileHz = 2000
+const profileHz = 250
 
 // profileDrain starts both generations' CPU profiles if profileEnv is set
 // and returns what stops them.
