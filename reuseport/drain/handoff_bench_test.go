@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +35,7 @@ import (
 // handover, i.e. to the end of its drain (ms-handoff), and the CPU time both generations spent meanwhile
 // (ms-cpu the old generation's, ms-cpu-new the new one's: on a busy machine
 // the wall time is mostly waiting for a CPU), connections handed
-// (handed), and after the swap,
+// (handed) and per message (conns/msg), and after the swap,
 // every client sends one more request on its same TCP connection: answered
 // by the new generation (moved), failed, and kept by the old one (kept:
 // answered by the old generation with Connection: close, so the client
@@ -72,7 +73,8 @@ func benchHandoffIdle(b *testing.B, n int) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 
-	cpu0, cpuNew0 := cpuTime(b), procCPU(nuProc.Pid)
+	stopProf := profileDrain(b, nuProc)
+	cpu0, cpuNew0 := cpuTime(b), procCPU(nuProc.proc.Pid)
 	start := time.Now()
 	done := old.drainAsync(time.Minute)
 	// The drain ends when the old generation has no connection left: all
@@ -87,8 +89,9 @@ func benchHandoffIdle(b *testing.B, n int) {
 		b.Fatalf("the old generation never finished draining (%+v)", old.hub.Stats())
 	}
 	took := time.Since(start)
-	cpu, cpuNew := cpuTime(b)-cpu0, procCPU(nuProc.Pid)-cpuNew0
-	handed := old.hub.Stats().Sent
+	cpu, cpuNew := cpuTime(b)-cpu0, procCPU(nuProc.proc.Pid)-cpuNew0
+	stopProf()
+	handed, msgs := old.hub.Stats().Sent, old.hub.Stats().Messages
 
 	cl.send(b, "go")
 	var moved, kept, failed int
@@ -99,6 +102,9 @@ func benchHandoffIdle(b *testing.B, n int) {
 	b.ReportMetric(float64(cpu.Microseconds())/1000, "ms-cpu")
 	b.ReportMetric(float64(cpuNew.Microseconds())/1000, "ms-cpu-new")
 	b.ReportMetric(float64(handed), "handed")
+	if msgs > 0 {
+		b.ReportMetric(float64(handed)/float64(msgs), "conns/msg")
+	}
 	b.ReportMetric(float64(moved), "moved")
 	b.ReportMetric(float64(kept), "kept")
 	b.ReportMetric(float64(failed), "failed")
@@ -133,24 +139,81 @@ func runNewGen(hubPath string) int {
 	})}
 	Serve(srv, ln, hub)
 	fmt.Println("ready")
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	// "profile FILE" starts a CPU profile of this generation, "stop" ends
+	// it (profileDrain); EOF ends the process.
+	in := bufio.NewScanner(os.Stdin)
+	var prof *os.File
+	for in.Scan() {
+		if f, ok := strings.CutPrefix(in.Text(), "profile "); ok && prof == nil {
+			if prof, err = os.Create(f); err == nil {
+				runtime.SetCPUProfileRate(profileHz)
+				err = pprof.StartCPUProfile(prof)
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "profile:", err)
+			}
+		} else if in.Text() == "stop" && prof != nil {
+			pprof.StopCPUProfile()
+			prof.Close()
+			prof = nil
+		}
+	}
 	return 0
+}
+
+// profileEnv names a path prefix: BenchmarkHandoffIdle then writes CPU
+// profiles of the drain window only, PREFIX-old.prof (this process) and
+// PREFIX-new.prof (the new generation), for go tool pprof.
+const profileEnv = "HOTSWAP_DRAIN_BENCH_CPUPROFILE"
+
+// profileHz: a drain lasts about a second, short for pprof's 100 Hz; the
+// kernel checks CPU-time timers once a tick (CONFIG_HZ=250 here), so a
+// higher rate loses samples rather than gaining them.
+// (StartCPUProfile then warns that the rate was already set.)
+const profileHz = 250
+
+// profileDrain starts both generations' CPU profiles if profileEnv is set
+// and returns what stops them.
+func profileDrain(b testing.TB, nu *selfProc) func() {
+	prefix := os.Getenv(profileEnv)
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "-old.prof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	runtime.SetCPUProfileRate(profileHz)
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	nu.send(b, "profile "+prefix+"-new.prof")
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		nu.send(b, "stop")
+	}
 }
 
 // startNewGenProc starts the new generation on ln and returns its hub's
 // path and its process.
-func startNewGenProc(b testing.TB, ln net.Listener) (string, *os.Process) {
+func startNewGenProc(b testing.TB, ln net.Listener) (string, *selfProc) {
 	lf, err := ln.(*net.TCPListener).File()
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer lf.Close()
 	path := filepath.Join(b.TempDir(), "new.sock")
-	p := startSelf(b, genEnv+"="+path, lf)
+	var p *selfProc
+	if bin := os.Getenv(newGenBinEnv); bin != "" {
+		p = startBinary(b, bin, genEnv+"="+path, lf)
+	} else {
+		p = startSelf(b, genEnv+"="+path, lf)
+	}
 	if line := p.next(b); line != "ready" {
 		b.Fatalf("new generation: %s", line)
 	}
-	return path, p.proc
+	return path, p
 }
 
 // clientsEnv makes the test binary the benchmark's client process:
@@ -232,7 +295,18 @@ func startSelf(b testing.TB, kv string, files ...*os.File) *selfProc {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(self)
+	return startBinary(b, self, kv, files...)
+}
+
+// newGenBinEnv names another build of this test binary (say, of an older
+// commit) to run as the new generation: a handoff between two versions of
+// the protocol, e.g. a sender that batches and a receiver from before
+// batches.
+const newGenBinEnv = "HOTSWAP_DRAIN_BENCH_NEWGEN_BIN"
+
+// startBinary is startSelf for the test binary bin.
+func startBinary(b testing.TB, bin, kv string, files ...*os.File) *selfProc {
+	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), kv)
 	cmd.ExtraFiles = files
 	cmd.Stderr = os.Stderr
@@ -345,7 +419,9 @@ func readResponse(rc *rawClient) (*http.Response, error) {
 // (SIGKILL) halfway through a handoff of 2,000 idle keep-alive connections.
 // The ones it had taken die with it, as any process's connections do; every
 // other one stays with the old generation, which answers its next request
-// (with Connection: close). None is dropped in between.
+// (with Connection: close). None is dropped in between. Connections go
+// in batches, several lanes at a time, so the kill lands with batches
+// sent and unanswered: those stay whole with the old generation.
 func TestHandoffReceiverCrashKeepsTheRest(t *testing.T) {
 	n := 2000
 	if testing.Short() {
@@ -365,7 +441,7 @@ func TestHandoffReceiverCrashKeepsTheRest(t *testing.T) {
 	for old.hub.Stats().Sent < int64(n/2) {
 		time.Sleep(100 * time.Microsecond)
 	}
-	if err := proc.Kill(); err != nil {
+	if err := proc.proc.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	// The old one serves the rest with Connection: close; the clients'
@@ -385,6 +461,9 @@ func TestHandoffReceiverCrashKeepsTheRest(t *testing.T) {
 	}
 	st := old.hub.Stats()
 	t.Logf("%d connections: %d handed before the crash (%+v); then moved %d, kept %d, failed %d", n, st.Sent, st, moved, kept, failed)
+	if st.Messages >= st.Sent {
+		t.Errorf("%d connections in %d messages: no batch, so no crash mid-batch either", st.Sent, st.Messages)
+	}
 	if moved != 0 {
 		t.Errorf("%d answered by the dead generation", moved)
 	}

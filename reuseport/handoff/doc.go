@@ -4,9 +4,10 @@
 //
 // It owns both sides of the protocol on a unix SOCK_SEQPACKET socket: the
 // supervisor's [SetTarget] ("TARGET path"), the sender and the receiver of
-// connections ("CONN" + one descriptor with SCM_RIGHTS) in a [Hub], and the
-// [Conn] and [Listener] through which net/http reads, so that a socket is
-// given away from inside net/http's own read at a clean boundary.
+// connections ("CONN" + one descriptor with SCM_RIGHTS, or "CONNS" + up to
+// 32 in one message) in a [Hub], and the [Conn] and [Listener] through
+// which net/http reads, so that a socket is given away from inside
+// net/http's own read at a clean boundary.
 //
 // Server authors do not import it: reuseport.Serve opens the process's hub
 // ([FromEnv]) and package reuseport/drain drives it. The dependency is one

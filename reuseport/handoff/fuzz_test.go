@@ -36,6 +36,14 @@ func FuzzHandoffMessage(f *testing.F) {
 	f.Add("MOVED /x", uint8(0), false, 0)
 	f.Add("", uint8(0), false, 0)
 	f.Add("CONN -9223372036854775808", uint8(1), true, 0)
+	f.Add("CONNS 1 2", uint8(2), true, 0)
+	f.Add("CONNS 1 2 3", uint8(3), false, 0)
+	f.Add("CONNS 1 2", uint8(3), true, 0)
+	f.Add("CONNS 1 x", uint8(2), true, 0)
+	f.Add("CONNS ", uint8(1), true, 0)
+	f.Add("CONNS 1 2", uint8(2), true, unix.MSG_CTRUNC)
+	f.Add("CONNS 1 2", uint8(2), true, unix.MSG_TRUNC)
+	f.Add("TARGET /tmp/next.sock\x00CONNS 1 2", uint8(2), true, 0)
 	f.Fuzz(func(t *testing.T, msg string, nfds uint8, sockets bool, flags int) {
 		// Start each input from a hub with no target, as a fresh
 		// generation is; a TARGET input sets one for the CONN that follows
@@ -44,7 +52,7 @@ func FuzzHandoffMessage(f *testing.F) {
 		hub.target = ""
 		hub.mu.Unlock()
 		var fds []int
-		for range nfds % 4 {
+		for range nfds % 6 {
 			if sockets {
 				p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 				if err != nil {
@@ -73,6 +81,7 @@ func FuzzHandoffMessage(f *testing.F) {
 			fds = nil // the first message owns them
 			switch {
 			case reply == "OK", strings.HasPrefix(reply, "NO "), strings.HasPrefix(reply, "MOVED /"):
+			case strings.HasPrefix(reply, "OK ") && len(reply) == 3+len(sent) && strings.Trim(reply[3:], "yn") == "":
 			default:
 				t.Fatalf("reply %q to %q is not OK, NO or MOVED", reply, m)
 			}

@@ -32,10 +32,21 @@ const SocketEnv = "HOTSWAP_HANDOFF_SOCKET"
 //	                   reply "OK" (it serves it now), "NO <why>" (the
 //	                   sender keeps it) or "MOVED /path" (it drains too;
 //	                   send there)
+//	old gen → new gen: "CONNS <idle-since> <idle-since> ..." + as many fds,
+//	                   at most maxBatch, in one SCM_RIGHTS (a sender
+//	                   sends a lone one as "CONN")
+//	                   reply "OK <y|n per fd, in order>" (y: it serves
+//	                   that one now; n: the sender keeps it), or "NO <why>"
+//	                   or "MOVED /path" for all of them
 //
-// The receiver answers "OK" before anything reads from the socket, so a
-// sender that did not read "OK" knows the socket was not touched and keeps
-// serving it. One message is outstanding per sender at a time.
+// The receiver answers before anything reads from the sockets, so a sender
+// that did not read "OK" knows no socket was touched and keeps serving
+// them. One message is outstanding per lane at a time. A receiver from
+// before "CONNS" answers it "NO unknown message" (closing what it got,
+// unread); the sender then sends that batch, and every later one to the
+// same target, one "CONN" at a time. A malformed batch (descriptor and
+// time counts that differ, a truncated message or control message, a bad
+// time) is refused whole, every descriptor it brought closed.
 const (
 	handoffReplyTimeout = 2 * time.Second
 	handoffDialTimeout  = time.Second
@@ -99,6 +110,7 @@ type Hub struct {
 
 	// Counters, for tests and debugging.
 	sent, received, refused, kept atomic.Int64
+	messages                      atomic.Int64 // CONN or CONNS sent and answered
 }
 
 // FromEnv opens the hub the supervisor asked for in [SocketEnv] and removes
@@ -153,11 +165,12 @@ type Stats struct {
 	Received int64 // taken from an older generation
 	Refused  int64 // offered to us and refused (the sender kept them)
 	Kept     int64 // not handed over although a target was set
+	Messages int64 // CONN and CONNS messages sent and answered: Sent/Messages is the mean batch
 }
 
 // Stats returns the hub's counters.
 func (h *Hub) Stats() Stats {
-	return Stats{Sent: h.sent.Load(), Received: h.received.Load(), Refused: h.refused.Load(), Kept: h.kept.Load()}
+	return Stats{Sent: h.sent.Load(), Received: h.received.Load(), Refused: h.refused.Load(), Kept: h.kept.Load(), Messages: h.messages.Load()}
 }
 
 // Close stops receiving and waits for the message handlers.
@@ -312,8 +325,10 @@ func (h *Hub) serveConn(c *net.UnixConn) {
 		h.mu.Unlock()
 		c.Close()
 	}()
-	buf := make([]byte, 512)
-	oob := make([]byte, unix.CmsgSpace(4*4))
+	// Room for the longest valid message ("CONNS" and maxBatch times) and
+	// its descriptors; anything longer arrives truncated and is refused.
+	buf := make([]byte, 1024)
+	oob := make([]byte, unix.CmsgSpace(4*maxBatch))
 	for {
 		n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
 		if err != nil {
@@ -326,7 +341,7 @@ func (h *Hub) serveConn(c *net.UnixConn) {
 			// Not on this goroutine: delivering waits for net/http's
 			// Accept, and the sender's next message on this connection
 			// must not wait for that (it gives up after
-			// handoffReplyTimeout, and drops the connection it sent).
+			// handoffReplyTimeout, and drops the connections it sent).
 			go commit(err == nil)
 		}
 		if err != nil {
@@ -335,6 +350,10 @@ func (h *Hub) serveConn(c *net.UnixConn) {
 	}
 }
 
+// parseRights returns the descriptors a message carried. The kernel
+// installs them in this process as it hands the message over, so every one
+// found here is ours to close; control messages that do not parse carry
+// none we can name.
 func parseRights(oob []byte) []int {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
@@ -355,10 +374,18 @@ func closeFds(fds []int) {
 	}
 }
 
-// handle answers one message. For an accepted connection, commit runs
-// after the reply was written: only then may anything read the socket.
+// handle answers one message. For accepted connections, commit runs after
+// the reply was written: only then may anything read the sockets. Every
+// descriptor in fds is closed or handed to commit, whatever the message.
 func (h *Hub) handle(msg string, fds []int, flags int) (string, func(ok bool)) {
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		// Longer than any valid message, or more descriptors than fit:
+		// the kernel dropped what did not fit, we close what did.
+		closeFds(fds)
+		return "NO message or descriptors truncated", nil
+	}
 	verb, arg, _ := strings.Cut(msg, " ")
+	var idle []string
 	switch verb {
 	case "TARGET":
 		closeFds(fds)
@@ -367,18 +394,29 @@ func (h *Hub) handle(msg string, fds []int, flags int) (string, func(ok bool)) {
 		}
 		return "OK", nil
 	case "CONN":
+		if len(fds) != 1 {
+			closeFds(fds)
+			return "NO want exactly one descriptor", nil
+		}
+		idle = []string{arg}
+	case "CONNS":
+		idle = strings.Split(arg, " ")
+		if len(idle) != len(fds) || len(fds) > maxBatch {
+			closeFds(fds)
+			return fmt.Sprintf("NO want one descriptor per idle time, at most %d", maxBatch), nil
+		}
 	default:
 		closeFds(fds)
 		return "NO unknown message", nil
 	}
-	if len(fds) != 1 || flags&unix.MSG_CTRUNC != 0 {
-		closeFds(fds)
-		return "NO want exactly one descriptor", nil
-	}
-	ns, err := strconv.ParseInt(arg, 10, 64)
-	if err != nil {
-		closeFds(fds)
-		return "NO bad idle time", nil
+	since := make([]time.Time, len(idle))
+	for i, a := range idle {
+		ns, err := strconv.ParseInt(a, 10, 64)
+		if err != nil {
+			closeFds(fds)
+			return "NO bad idle time", nil
+		}
+		since[i] = time.Unix(0, ns)
 	}
 	h.mu.Lock()
 	target := h.target
@@ -389,27 +427,63 @@ func (h *Hub) handle(msg string, fds []int, flags int) (string, func(ok bool)) {
 		closeFds(fds)
 		return "MOVED " + target, nil
 	}
-	conn, err := fdConn(fds[0])
+	var taken []received
+	marks := make([]byte, len(fds))
+	var why string
+	for i, fd := range fds {
+		r, err := h.take(fd, since[i])
+		if err != nil {
+			h.refused.Add(1)
+			marks[i], why = 'n', err.Error()
+			continue
+		}
+		marks[i] = 'y'
+		taken = append(taken, r)
+	}
+	var commit func(ok bool)
+	if len(taken) > 0 {
+		commit = func(ok bool) {
+			for _, r := range taken {
+				if !ok {
+					r.l.cancel()
+					r.conn.Close() // the sender keeps it; close(2) leaves the socket alone
+					continue
+				}
+				h.received.Add(1)
+				r.l.deliver(newConn(r.conn, r.l, true, r.idleSince))
+			}
+		}
+	}
+	if verb == "CONN" {
+		if len(taken) == 0 {
+			return "NO " + why, nil
+		}
+		return "OK", commit
+	}
+	return "OK " + string(marks), commit
+}
+
+// received is a connection taken from a sender and reserved a place in the
+// Listener that will serve it.
+type received struct {
+	conn      net.Conn
+	l         *Listener
+	idleSince time.Time
+}
+
+// take wraps a received descriptor (it is closed on error) and reserves it
+// a place in the Listener for its address.
+func (h *Hub) take(fd int, idleSince time.Time) (received, error) {
+	conn, err := fdConn(fd)
 	if err != nil {
-		h.refused.Add(1)
-		return "NO " + err.Error(), nil
+		return received{}, err
 	}
 	l := h.listenerFor(conn.LocalAddr())
 	if l == nil || !l.reserve() {
 		conn.Close()
-		h.refused.Add(1)
-		return "NO not serving " + conn.LocalAddr().String(), nil
+		return received{}, fmt.Errorf("not serving %s", conn.LocalAddr())
 	}
-	idleSince := time.Unix(0, ns)
-	return "OK", func(ok bool) {
-		if !ok {
-			l.cancel()
-			conn.Close() // the sender keeps it; close(2) leaves the socket alone
-			return
-		}
-		h.received.Add(1)
-		l.deliver(newConn(conn, l, true, idleSince))
-	}
+	return received{conn: conn, l: l, idleSince: idleSince}, nil
 }
 
 // fdConn turns a received socket into a net.Conn. The open file
@@ -485,8 +559,11 @@ func (h *Hub) handOver(c net.Conn, idleSince time.Time) (handoverResult, uint64)
 		h.mu.Lock()
 		target, snd := h.target, h.snd
 		epoch = h.epoch.Load()
+		if h.closed {
+			target = "" // a pool made now would never be closed
+		}
 		if target != "" && snd == nil {
-			snd = newSenderPool(target)
+			snd = newSenderPool(target, &h.messages)
 			h.snd = snd
 		}
 		h.mu.Unlock()
@@ -543,52 +620,194 @@ const (
 // serves each connection on its own goroutine, takes them in parallel.
 const senderLanes = 8
 
-// senderPool is the connections to one target's handoff socket.
+// maxBatch is the most connections one "CONNS" message carries. A drain
+// wakes every idle connection at once; while a lane waits for its reply the
+// others queue, and the next message takes up to maxBatch of them: one
+// sendmsg, one recvmsg, one reply and one delivering goroutine for the lot
+// instead of one each. 32 keeps the text under 700 bytes and the
+// descriptors in flight per lane well below SCM_MAX_FD (253).
+const maxBatch = 32
+
+// senderPool is the connections to one target's handoff socket, each served
+// by a goroutine that sends what the draining connections ask for.
 type senderPool struct {
 	lanes [senderLanes]*handoffSender
-	next  atomic.Uint32
+	reqs  chan *sendReq // unbuffered: a request taken is a lane's to answer
+	stop  chan struct{}
+	once  sync.Once
+
+	messages *atomic.Int64 // the hub's count of messages answered
+
+	// single: the target answered "CONNS" with "NO unknown message" (a
+	// receiver from before batches); from then on one "CONN" per message.
+	single atomic.Bool
 }
 
-func newSenderPool(path string) *senderPool {
-	p := &senderPool{}
+// sendReq is one connection waiting for its lane's answer.
+type sendReq struct {
+	c         net.Conn
+	idleSince time.Time
+	fd        int
+	res       sendResult
+	arg       string
+	done      chan struct{}
+}
+
+func newSenderPool(path string, messages *atomic.Int64) *senderPool {
+	p := &senderPool{reqs: make(chan *sendReq), stop: make(chan struct{}), messages: messages}
 	for i := range p.lanes {
 		p.lanes[i] = &handoffSender{path: path}
+		go p.serveLane(p.lanes[i])
 	}
 	return p
 }
 
-// send sends c's socket on a lane that is free now if there is one, else
-// on the next one in turn. The descriptor is duplicated only once a lane is
-// held: a drain wakes every idle connection at once, and a duplicate each
-// while they waited for a lane doubled the process's descriptors (EMFILE
-// with 10,000 connections under a 20,000 limit).
+// send hands c's socket to the target and waits for what became of it.
 func (p *senderPool) send(c net.Conn, idleSince time.Time) (sendResult, string) {
-	l := p.acquire()
-	fd, err := activation.DupFD(c) // never (*os.File).Fd: see activation.ExportFiles
-	if err != nil {
-		l.mu.Unlock()
-		return sendNoFD, err.Error()
+	r := &sendReq{c: c, idleSince: idleSince, fd: -1, done: make(chan struct{})}
+	select {
+	case p.reqs <- r:
+	case <-p.stop:
+		return sendFailed, ""
 	}
-	defer unix.Close(fd)
-	return l.sendLocked(fd, idleSince)
+	<-r.done
+	return r.res, r.arg
 }
 
-// acquire locks a lane: one that is free now if there is one, else the
-// next one in turn.
-func (p *senderPool) acquire() *handoffSender {
-	start := p.next.Add(1)
-	for i := range uint32(senderLanes) {
-		l := p.lanes[(start+i)%senderLanes]
-		if l.mu.TryLock() {
-			return l
+// serveLane takes a waiting connection, then as many more as are waiting
+// right now (up to maxBatch), and sends them in one message. There is no
+// timer: the batch is whatever queued during the previous round trip, so a
+// lone connection goes at once.
+func (p *senderPool) serveLane(l *handoffSender) {
+	batch := make([]*sendReq, 0, maxBatch)
+	for {
+		select {
+		case <-p.stop:
+			return
+		case r := <-p.reqs:
+			batch = append(batch[:0], r)
+		}
+	gather:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-p.reqs:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		p.sendBatch(l, batch)
+		for _, r := range batch {
+			close(r.done)
+		}
+		clear(batch)
+	}
+}
+
+// sendBatch sends the batch on lane l and sets each request's result. The
+// descriptors are duplicated only now that a lane is held: a drain wakes
+// every idle connection at once, and a duplicate each while they waited
+// doubled the process's descriptors (EMFILE with 10,000 connections under a
+// 20,000 limit).
+func (p *senderPool) sendBatch(l *handoffSender, batch []*sendReq) {
+	sending := make([]*sendReq, 0, len(batch))
+	for _, r := range batch {
+		fd, err := activation.DupFD(r.c) // never (*os.File).Fd: see activation.ExportFiles
+		if err != nil {
+			r.res, r.arg = sendNoFD, err.Error()
+			continue
+		}
+		r.fd = fd
+		sending = append(sending, r)
+	}
+	defer func() {
+		for _, r := range sending {
+			unix.Close(r.fd)
+		}
+	}()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-p.stop: // closed: never dial again for a pool nobody uses
+		l.fail()
+	default:
+	}
+	if len(sending) > 1 && !p.single.Load() {
+		res, reply := l.exchangeLocked(batchMessage(sending), fdsOf(sending))
+		p.count(res)
+		if res != sendRefused || !strings.HasPrefix(reply, "NO unknown message") {
+			setBatchResults(sending, res, reply)
+			return
+		}
+		// A receiver from before batches; it closed what it got, unread.
+		p.single.Store(true)
+	}
+	for _, r := range sending {
+		r.res, r.arg = l.sendOneLocked(r.fd, r.idleSince)
+		p.count(r.res)
+	}
+}
+
+// count counts a message that was answered.
+func (p *senderPool) count(res sendResult) {
+	if res != sendFailed && res != sendUnanswered {
+		p.messages.Add(1)
+	}
+}
+
+func batchMessage(rs []*sendReq) string {
+	b := make([]byte, 0, 6+20*len(rs))
+	b = append(b, "CONNS"...)
+	for _, r := range rs {
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, r.idleSince.UnixNano(), 10)
+	}
+	return string(b)
+}
+
+func fdsOf(rs []*sendReq) []int {
+	fds := make([]int, len(rs))
+	for i, r := range rs {
+		fds[i] = r.fd
+	}
+	return fds
+}
+
+// setBatchResults spreads the answer to a "CONNS" message over its
+// connections: "OK " and one 'y' (taken) or 'n' (refused) per connection,
+// in order; or MOVED or NO for all of them. A reply that fits none of these
+// leaves us unsure what the receiver serves: every connection is given up,
+// as for no answer.
+func setBatchResults(rs []*sendReq, res sendResult, reply string) {
+	if res == sendOK {
+		marks, ok := strings.CutPrefix(reply, "OK ")
+		if !ok || len(marks) != len(rs) || strings.Trim(marks, "yn") != "" {
+			res = sendUnanswered
+		} else {
+			for i, r := range rs {
+				if marks[i] == 'y' {
+					r.res = sendOK
+				} else {
+					r.res, r.arg = sendRefused, "NO refused in a batch"
+				}
+			}
+			return
 		}
 	}
-	l := p.lanes[start%senderLanes]
-	l.mu.Lock()
-	return l
+	arg := ""
+	if res == sendMoved || res == sendRefused {
+		arg = reply
+		if res == sendMoved {
+			arg = strings.TrimPrefix(reply, "MOVED ")
+		}
+	}
+	for _, r := range rs {
+		r.res, r.arg = res, arg
+	}
 }
 
 func (p *senderPool) close() {
+	p.once.Do(func() { close(p.stop) })
 	for _, l := range p.lanes {
 		l.close()
 	}
@@ -605,11 +824,7 @@ type handoffSender struct {
 func (snd *handoffSender) close() {
 	snd.mu.Lock()
 	defer snd.mu.Unlock()
-	snd.dead = true
-	if snd.conn != nil {
-		snd.conn.Close()
-		snd.conn = nil
-	}
+	snd.fail()
 }
 
 func (snd *handoffSender) fail() {
@@ -620,14 +835,31 @@ func (snd *handoffSender) fail() {
 	}
 }
 
+// send sends one descriptor in a "CONN" message.
 func (snd *handoffSender) send(fd int, idleSince time.Time) (sendResult, string) {
 	snd.mu.Lock()
-	return snd.sendLocked(fd, idleSince)
+	defer snd.mu.Unlock()
+	return snd.sendOneLocked(fd, idleSince)
 }
 
-// sendLocked is send with snd.mu held; it unlocks it.
-func (snd *handoffSender) sendLocked(fd int, idleSince time.Time) (sendResult, string) {
-	defer snd.mu.Unlock()
+func (snd *handoffSender) sendOneLocked(fd int, idleSince time.Time) (sendResult, string) {
+	res, reply := snd.exchangeLocked("CONN "+strconv.FormatInt(idleSince.UnixNano(), 10), []int{fd})
+	switch res {
+	case sendOK:
+		if reply != "OK" {
+			return sendRefused, reply
+		}
+	case sendMoved:
+		return res, strings.TrimPrefix(reply, "MOVED ")
+	}
+	return res, reply
+}
+
+// exchangeLocked sends one message with its descriptors and reads the
+// reply, with snd.mu held: sendOK for a reply starting "OK", sendMoved for
+// "MOVED ...", sendRefused for anything else, and sendFailed or
+// sendUnanswered if there was none.
+func (snd *handoffSender) exchangeLocked(msg string, fds []int) (sendResult, string) {
 	if snd.dead {
 		return sendFailed, ""
 	}
@@ -649,8 +881,7 @@ func (snd *handoffSender) sendLocked(fd int, idleSince time.Time) (sendResult, s
 	}
 	c := snd.conn
 	_ = c.SetWriteDeadline(time.Now().Add(handoffReplyTimeout))
-	msg := "CONN " + strconv.FormatInt(idleSince.UnixNano(), 10)
-	if _, _, err := c.WriteMsgUnix([]byte(msg), unix.UnixRights(fd), nil); err != nil {
+	if _, _, err := c.WriteMsgUnix([]byte(msg), unix.UnixRights(fds...), nil); err != nil {
 		// A seqpacket datagram is queued whole or not at all.
 		snd.fail()
 		return sendFailed, ""
@@ -662,19 +893,19 @@ func (snd *handoffSender) sendLocked(fd int, idleSince time.Time) (sendResult, s
 		snd.fail()
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			// Delivered, unanswered: the receiver may yet serve it.
+			// Delivered, unanswered: the receiver may yet serve them.
 			return sendUnanswered, ""
 		}
 		// EOF or reset: it died before answering, so it never read
-		// from the socket (it answers first).
+		// from the sockets (it answers first).
 		return sendFailed, ""
 	}
 	reply := string(buf[:n])
 	switch {
-	case reply == "OK":
-		return sendOK, ""
+	case reply == "OK" || strings.HasPrefix(reply, "OK "):
+		return sendOK, reply
 	case strings.HasPrefix(reply, "MOVED "):
-		return sendMoved, strings.TrimPrefix(reply, "MOVED ")
+		return sendMoved, reply
 	}
 	return sendRefused, reply
 }
