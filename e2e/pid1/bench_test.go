@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hotswap-dev/hotswap/e2e/load"
+	"github.com/hotswap-dev/hotswap/e2e/testbin"
 )
 
 func monoNow() int64 {
@@ -40,10 +41,8 @@ func monoNow() int64 {
 //	go test -run '^$' -bench BenchmarkStartToExec -benchtime 50x ./e2e/pid1
 func BenchmarkStartToExec(b *testing.B) {
 	mininit := filepath.Join(tempDir(b), "mininit")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", mininit, "./testdata/mininit")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build mininit: %v\n%s", err, out)
+	if err := testbin.Static(mininit, "./e2e/pid1/testdata/mininit"); err != nil {
+		b.Fatal(err)
 	}
 	for _, via := range []string{"direct", "mininit-pid1", "hotswap", "hotswap-pid1"} {
 		b.Run(via, func(b *testing.B) {

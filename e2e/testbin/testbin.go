@@ -31,14 +31,23 @@ func Hotswap() (string, error) {
 		// Readable and executable by other users: tests run it as nobody too.
 		_ = os.Chmod(dir, 0o755)
 		binPath = filepath.Join(dir, "hotswap")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", binPath, "./cmd/hotswap")
-		cmd.Dir = repoRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("build hotswap: %v\n%s", err, out)
-		}
+		binErr = Static(binPath, "./cmd/hotswap")
 	})
 	return binPath, binErr
+}
+
+// Static builds pkg (a path from the module root, e.g. "./cmd/hotswap") to
+// out as the image does: CGO_ENABLED=0, -trimpath, stripped. extra are more
+// `go build` flags, e.g. "-tags=nokube".
+func Static(out, pkg string, extra ...string) error {
+	args := append([]string{"build", "-trimpath", "-ldflags=-s -w", "-o", out}, extra...)
+	cmd := exec.Command("go", append(args, pkg)...)
+	cmd.Dir = repoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build %s: %v\n%s", pkg, err, msg)
+	}
+	return nil
 }
 
 // Cleanup removes the built binary.

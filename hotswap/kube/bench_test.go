@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/hotswap-dev/hotswap/e2e/testbin"
 	"github.com/hotswap-dev/hotswap/hotswap"
 	"github.com/hotswap-dev/hotswap/hotswap/kube"
 )
@@ -100,18 +101,11 @@ func BenchmarkTinyMainFootprint(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		b.Fatal(err)
-	}
 	for _, variant := range []struct{ name, tags string }{{"corev1-only", ""}, {"typed-clientset", "typedclient"}} {
 		b.Run(variant.name, func(b *testing.B) {
 			bin := filepath.Join(b.TempDir(), "kubesize")
-			build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-tags="+variant.tags, "-o", bin, "./hack/kubesize")
-			build.Dir = root
-			build.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := build.CombinedOutput(); err != nil {
-				b.Fatalf("go build: %v\n%s", err, out)
+			if err := testbin.Static(bin, "./hack/kubesize", "-tags="+variant.tags); err != nil {
+				b.Fatal(err)
 			}
 			st, err := os.Stat(bin)
 			if err != nil {
@@ -157,16 +151,9 @@ func BenchmarkHotswapFootprint(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		b.Fatal(err)
-	}
 	bin := filepath.Join(b.TempDir(), "hotswap")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/hotswap")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
+	if err := testbin.Static(bin, "./cmd/hotswap"); err != nil {
+		b.Fatal(err)
 	}
 	st, err := os.Stat(bin)
 	if err != nil {
