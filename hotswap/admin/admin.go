@@ -68,13 +68,18 @@ type Server struct {
 
 	ready      atomic.Bool
 	generation atomic.Int64
-	swaps      map[hotswap.Result]*metrics.Counter
-	swapDur    map[hotswap.Result]*metrics.PrometheusHistogram
+	swaps      map[hotswap.Result]swapMetrics
 	drainDur   *metrics.PrometheusHistogram
 
 	mu          sync.Mutex
 	lastCounted uint64            // highest swap ID counted
 	draining    map[int]time.Time // generation → when its drain was first seen
+}
+
+// swapMetrics are the series of one swap result.
+type swapMetrics struct {
+	count    *metrics.Counter
+	duration *metrics.PrometheusHistogram
 }
 
 var _ hotswap.Observer = (*Server)(nil)
@@ -99,7 +104,7 @@ func New(opts Options, log *slog.Logger) *Server {
 	// # TYPE lines, so counters and histograms are typed for the scraper.
 	metrics.ExposeMetadata(true)
 	s := &Server{opts: opts, log: log.With("component", "admin"), set: metrics.NewSet(), draining: map[int]time.Time{},
-		swaps: map[hotswap.Result]*metrics.Counter{}, swapDur: map[hotswap.Result]*metrics.PrometheusHistogram{}}
+		swaps: map[hotswap.Result]swapMetrics{}}
 	// Serving generation number (0 when none serves).
 	s.set.NewGauge("hotswap_generation", func() float64 { return float64(s.generation.Load()) })
 	// 1 when a generation serves (what /readyz answers), else 0.
@@ -113,8 +118,10 @@ func New(opts Options, log *slog.Logger) *Server {
 		// Finished swap attempts by result, zeros exported so rate() works
 		// from the first swap; and the time from an accepted trigger to the
 		// new generation ready (or the failure).
-		s.swaps[r] = s.set.NewCounter(fmt.Sprintf("hotswap_swaps_total{result=%q}", r))
-		s.swapDur[r] = s.set.NewPrometheusHistogramExt(fmt.Sprintf("hotswap_swap_duration_seconds{result=%q}", r), swapBuckets)
+		s.swaps[r] = swapMetrics{
+			count:    s.set.NewCounter(fmt.Sprintf("hotswap_swaps_total{result=%q}", r)),
+			duration: s.set.NewPrometheusHistogramExt(fmt.Sprintf("hotswap_swap_duration_seconds{result=%q}", r), swapBuckets),
+		}
 	}
 	// Time from the stop signal to an old generation's exit.
 	s.drainDur = s.set.NewPrometheusHistogramExt("hotswap_drain_duration_seconds", drainBuckets)
@@ -156,9 +163,9 @@ func (s *Server) Observe(e hotswap.Event) {
 	// with an ID above the last counted one is new, whichever event carries it.
 	for _, r := range []*hotswap.SwapResult{st.LastSwap, st.LastRejected} {
 		if r != nil && r.ID > s.lastCounted {
-			if c, ok := s.swaps[r.Result]; ok {
-				c.Inc()
-				s.swapDur[r.Result].Update(r.Duration.Seconds())
+			if m, ok := s.swaps[r.Result]; ok {
+				m.count.Inc()
+				m.duration.Update(r.Duration.Seconds())
 			}
 		}
 	}
